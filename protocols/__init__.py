@@ -1,0 +1,91 @@
+"""wa-actor-engine protocols: every message that crosses an actor or the engine boundary.
+
+Each message is a frozen, slotted, keyword-only dataclass, validated on construction
+(``ValidationError``), picklable, and encodable with ``protocols.codec``.
+"""
+
+from protocols import codec
+from protocols._schema import MAX_ID_LEN, MAX_TEXT_LEN, Message, Scalar, registry
+from protocols.ai import AIFailure, AIReply, AIRequest
+from protocols.chat import (
+    REJECT_REASONS,
+    STATUSES,
+    Accepted,
+    DeliveryReport,
+    InboundMessage,
+    OutboundReply,
+    Outcome,
+    Reason,
+    Rejected,
+    Status,
+)
+from protocols.control import (
+    ActorStats,
+    ShutdownReport,
+    ShutdownRequest,
+    StageReport,
+    StatsReply,
+    StatsRequest,
+)
+from protocols.errors import (
+    CodecError,
+    DecodeError,
+    EncodeError,
+    ProtocolError,
+    ValidationError,
+)
+from protocols.management import (
+    ACCOUNT_EVENTS,
+    AccountEvent,
+    AccountEventKind,
+    AccountSpec,
+    AddAccount,
+    AddProvider,
+    CommandResult,
+    ProviderSpec,
+    RemoveAccount,
+    RemoveProvider,
+)
+
+__all__ = [
+    "ACCOUNT_EVENTS",
+    "MAX_ID_LEN",
+    "MAX_TEXT_LEN",
+    "REJECT_REASONS",
+    "STATUSES",
+    "AIFailure",
+    "AIReply",
+    "AIRequest",
+    "Accepted",
+    "AccountEvent",
+    "AccountEventKind",
+    "AccountSpec",
+    "ActorStats",
+    "AddAccount",
+    "AddProvider",
+    "CodecError",
+    "CommandResult",
+    "DecodeError",
+    "DeliveryReport",
+    "EncodeError",
+    "InboundMessage",
+    "Message",
+    "OutboundReply",
+    "Outcome",
+    "ProtocolError",
+    "ProviderSpec",
+    "Reason",
+    "Rejected",
+    "RemoveAccount",
+    "RemoveProvider",
+    "Scalar",
+    "ShutdownReport",
+    "ShutdownRequest",
+    "StageReport",
+    "StatsReply",
+    "StatsRequest",
+    "Status",
+    "ValidationError",
+    "codec",
+    "registry",
+]

@@ -1,0 +1,189 @@
+"""Chat messages: what the gateway submits, what the engine answers, what accounts send.
+
+Statuses and reasons are short stable strings, safe to count, alert and branch on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from protocols._schema import (
+    Message,
+    check_id,
+    check_one_of,
+    check_phone,
+    check_slug,
+    check_text,
+    message,
+)
+
+__all__ = [
+    "REJECT_REASONS",
+    "STATUSES",
+    "Accepted",
+    "DeliveryReport",
+    "InboundMessage",
+    "OutboundReply",
+    "Outcome",
+    "Reason",
+    "Rejected",
+    "Status",
+]
+
+
+class Status(StrEnum):
+    """How an accepted message ended; every accepted message ends in exactly one."""
+
+    REPLIED = "replied"  # a reply was produced and handed to the account's transport
+    REJECTED = "rejected"  # refused after acceptance (e.g. its account was removed)
+    TIMEOUT = "timeout"  # not finished within processing_timeout_s of acceptance
+    FAILED = "failed"  # provider or transport failure; the reason says which
+    ABANDONED = "abandoned"  # still pending when shutdown ran out of time; journaled
+
+
+class Reason(StrEnum):
+    """The documented reason codes; transports may add ``api_error:<code>`` forms."""
+
+    CAPACITY = "capacity"  # max_concurrent_processing customers already in processing
+    CUSTOMER_BACKLOG = "customer_backlog"  # that customer's pending queue is full
+    DUPLICATE = "duplicate"  # message_id seen before (webhooks are at-least-once)
+    UNKNOWN_ACCOUNT = "unknown_account"  # no such account (or it was removed)
+    SHUTTING_DOWN = "shutting_down"  # the engine is shutting down
+    INVALID = "invalid"  # the submission broke a protocol rule
+    RATE_LIMITED = "rate_limited"  # per-recipient allowance would not free up in time
+    NO_PROVIDER = "no_provider"  # every AI provider is cooling down, exhausted or failed
+    ACCOUNT_FAILED = "account_failed"  # the account actor crashed past its restart policy
+    TIMEOUT = "timeout"  # the processing deadline passed
+    PROVIDER_ERROR = "provider_error"  # the provider answered with an error
+    TRANSPORT_ERROR = "transport_error"  # the transport could not send the reply
+    SHUTDOWN = "shutdown"  # pending when the shutdown deadline passed
+
+
+STATUSES = frozenset(s.value for s in Status)
+
+REJECT_REASONS = frozenset(
+    r.value
+    for r in (
+        Reason.CAPACITY,
+        Reason.CUSTOMER_BACKLOG,
+        Reason.DUPLICATE,
+        Reason.UNKNOWN_ACCOUNT,
+        Reason.SHUTTING_DOWN,
+        Reason.INVALID,
+    )
+)
+"""The reasons a submission can be refused with (``Rejected.reason``)."""
+
+
+@message("inbound")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage(Message):
+    """A customer's text message to one of our WhatsApp numbers, as the gateway saw it."""
+
+    account_id: str
+    customer_id: str
+    message_id: str
+    text: str
+
+    def _validate(self) -> None:
+        check_id(self, "account_id", self.account_id)
+        check_phone(self, "customer_id", self.customer_id)
+        check_id(self, "message_id", self.message_id)
+        check_text(self, "text", self.text)
+
+
+@message("outbound")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundReply(Message):
+    """A reply for an account actor to send to a customer, answering ``message_id``."""
+
+    account_id: str
+    customer_id: str
+    message_id: str
+    text: str
+    deadline: float
+    """Wall-clock time (epoch seconds) after which the send must not be attempted."""
+
+    def _validate(self) -> None:
+        check_id(self, "account_id", self.account_id)
+        check_phone(self, "customer_id", self.customer_id)
+        check_id(self, "message_id", self.message_id)
+        check_text(self, "text", self.text)
+
+
+@message("accepted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted(Message):
+    """The engine took the message; exactly one ``Outcome`` for it will follow."""
+
+    message_id: str
+
+    def _validate(self) -> None:
+        check_id(self, "message_id", self.message_id)
+
+
+@message("rejected")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected(Message):
+    """The engine refused the message at the door; no ``Outcome`` follows."""
+
+    message_id: str
+    reason: str
+    detail: str = ""
+
+    def _validate(self) -> None:
+        check_id(self, "message_id", self.message_id)
+        check_one_of(self, "reason", self.reason, REJECT_REASONS)
+        check_text(self, "detail", self.detail, allow_empty=True)
+
+
+@message("outcome")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome(Message):
+    """How an accepted message ended.
+
+    ``reason`` is empty for ``replied`` and a reason code otherwise; ``reply`` is the
+    reply text for ``replied`` and None otherwise.
+    """
+
+    message_id: str
+    status: str
+    reason: str = ""
+    reply: str | None = None
+    detail: str = ""
+
+    def _validate(self) -> None:
+        check_id(self, "message_id", self.message_id)
+        check_one_of(self, "status", self.status, STATUSES)
+        if self.status == Status.REPLIED:
+            if self.reply is None:
+                self._fail("reply", "must be set when status is 'replied'")
+            if self.reason:
+                self._fail("reason", f"must be empty when status is 'replied', got {self.reason!r}")
+        else:
+            check_slug(self, "reason", self.reason)
+            if self.reply is not None:
+                self._fail("reply", f"must be None when status is {self.status!r}")
+        if self.reply is not None:
+            check_text(self, "reply", self.reply)
+        check_text(self, "detail", self.detail, allow_empty=True)
+
+
+@message("delivery")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReport(Message):
+    """An account actor's answer to an ``OutboundReply``: sent, or failed with a reason."""
+
+    message_id: str
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+
+    def _validate(self) -> None:
+        check_id(self, "message_id", self.message_id)
+        if self.ok and self.reason:
+            self._fail("reason", f"must be empty when ok, got {self.reason!r}")
+        if not self.ok:
+            check_slug(self, "reason", self.reason)
+        check_text(self, "detail", self.detail, allow_empty=True)
