@@ -20,7 +20,7 @@ from typing import Any
 
 from actors.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "EngineConfig", "Setting", "load_config", "settings"]
+__all__ = ["ENV_PREFIX", "EngineConfig", "Setting", "load_config", "markdown_table", "settings"]
 
 ENV_PREFIX = "WAE_"
 """Environment variables ``WAE_<KEY>`` override config keys (``WAE_MAX_INSTANCES=50``)."""
@@ -414,3 +414,23 @@ def load_config(
         values[name] = _check(by_name[name], value, "keyword argument")
 
     return EngineConfig(**values)
+
+
+def _show(value: Any) -> str:
+    if type(value) is int and abs(value) >= 10_000:
+        return f"{value:_}"
+    return repr(value)
+
+
+def markdown_table() -> str:
+    """Return README's configuration table, generated from the settings themselves."""
+    rows = [
+        "| key | default | rule | source | what it bounds |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in settings():
+        rows.append(
+            f"| `{spec.name}` | `{_show(spec.default)}` | {spec.rule} | {spec.source} "
+            f"| {spec.doc} |"
+        )
+    return "\n".join(rows) + "\n"
