@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.cores.ratelog import sweep_budget_for
 from actors.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "EngineConfig", "Setting", "load_config", "markdown_table", "settings"]
@@ -235,11 +236,8 @@ class EngineConfig:
     @property
     def sweep_budget(self) -> int:
         """Recipients one sweep tick examines so a whole pass fits the cleanup interval."""
-        return max(
-            1,
-            math.ceil(
-                self.max_queue_recipients * self.sweep_tick_s / self.queue_cleanup_interval_s
-            ),
+        return sweep_budget_for(
+            self.max_queue_recipients, self.queue_cleanup_interval_s, self.sweep_tick_s
         )
 
     @classmethod

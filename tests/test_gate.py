@@ -378,12 +378,12 @@ def test_the_warning_level_is_not_skewed_by_float_rounding():
         ("max_processing", 2.0, "max_processing must be an int >= 1, got 2.0"),
         ("max_queue_per_customer", -1, "max_queue_per_customer must be an int >= 0, got -1"),
         ("max_queue_per_customer", False, "max_queue_per_customer must be an int >= 0, got F"),
-        ("timeout_s", 0.0, "timeout_s must be a number > 0 and finite, got 0.0"),
-        ("timeout_s", math.inf, "timeout_s must be a number > 0 and finite, got inf"),
-        ("timeout_s", math.nan, "timeout_s must be a number > 0 and finite, got nan"),
-        ("timeout_s", True, "timeout_s must be a number > 0 and finite, got True"),
-        ("warn_ratio", 0.0, "warn_ratio must be a number with 0 < r <= 1, got 0.0"),
-        ("warn_ratio", 1.01, "warn_ratio must be a number with 0 < r <= 1, got 1.01"),
+        ("timeout_s", 0.0, "timeout_s must be a finite number > 0, got 0.0"),
+        ("timeout_s", math.inf, "timeout_s must be a finite number > 0, got inf"),
+        ("timeout_s", math.nan, "timeout_s must be a finite number > 0, got nan"),
+        ("timeout_s", True, "timeout_s must be a finite number > 0, got True"),
+        ("warn_ratio", 0.0, "warn_ratio must be a finite number > 0 and <= 1, got 0.0"),
+        ("warn_ratio", 1.01, "warn_ratio must be a finite number > 0 and <= 1, got 1.01"),
     ],
 )
 def test_constructor_arguments_out_of_range_are_refused_by_name(arg, value, message):

@@ -57,11 +57,50 @@ def test_the_10_001st_recipient_evicts_the_least_recently_recorded_one() -> None
     fill_seed_recipients(log)
     log.record("newcomer", 1.0)
     assert log.evictions == 1
+    assert log.expired == 0
     assert len(log) == MAX_QUEUE_RECIPIENTS
     assert log.peak_recipients == MAX_QUEUE_RECIPIENTS
     assert log.entries_for("r0") == 0
     assert log.entries_for("r1") == 1
     assert log.entries_for("newcomer") == 1
+
+
+def test_a_newcomer_at_the_bound_replaces_a_fully_expired_recipient_without_an_eviction() -> None:
+    log = seed_log()
+    fill_seed_recipients(log)
+    log.record("newcomer", WINDOW_S)  # r0's only entry, at 0.0, expires exactly now
+    assert log.evictions == 0
+    assert log.expired == 1
+    assert log.swept == 0
+    assert len(log) == MAX_QUEUE_RECIPIENTS
+    assert log.entries_for("r0") == 0
+    assert log.entries_for("r1") == 1  # only the one recipient needed is removed
+    assert log.entries_for("newcomer") == 1
+
+
+def test_a_newcomer_an_instant_before_the_window_ends_evicts_a_live_recipient() -> None:
+    log = seed_log()
+    fill_seed_recipients(log)
+    log.record("newcomer", math.nextafter(WINDOW_S, 0.0))
+    assert log.evictions == 1
+    assert log.expired == 0
+    assert log.entries_for("r0") == 0
+
+
+def test_a_recipient_with_any_live_entry_counts_as_an_eviction() -> None:
+    log = seed_log(max_recipients=1)
+    log.record("a", 0.0)
+    log.record("a", 30.0)
+    log.record("b", 70.0)  # a's entry at 0.0 has expired, the one at 30.0 has not
+    assert (log.evictions, log.expired) == (1, 0)
+
+
+def test_try_acquire_for_a_newcomer_also_replaces_an_expired_recipient() -> None:
+    log = seed_log(max_recipients=1)
+    assert log.try_acquire("a", 0.0).allowed
+    assert log.try_acquire("b", WINDOW_S).allowed
+    assert (log.evictions, log.expired) == (0, 1)
+    assert log.entries_for("a") == 0
 
 
 def test_recording_a_recipient_again_saves_it_from_eviction() -> None:
@@ -274,8 +313,8 @@ def test_the_sweep_budget_is_at_least_one() -> None:
     ("args", "message"),
     [
         ((0, 300.0, 1.0), "max_recipients must be an int >= 1, got 0"),
-        ((10, 0.0, 1.0), "cleanup_interval_s must be a finite number of seconds > 0, got 0.0"),
-        ((10, 300.0, math.inf), "tick_s must be a finite number of seconds > 0, got inf"),
+        ((10, 0.0, 1.0), "cleanup_interval_s must be a finite number > 0, got 0.0"),
+        ((10, 300.0, math.inf), "tick_s must be a finite number > 0, got inf"),
     ],
 )
 def test_sweep_budget_for_rejects_bad_arguments(
@@ -298,10 +337,10 @@ def test_sweep_budget_for_rejects_bad_arguments(
             {"max_entries_per_recipient": 0},
             "max_entries_per_recipient must be an int >= 1, got 0",
         ),
-        ({"window_s": 0}, "window_s must be a finite number of seconds > 0, got 0"),
-        ({"window_s": -1.0}, "window_s must be a finite number of seconds > 0, got -1.0"),
-        ({"window_s": math.nan}, "window_s must be a finite number of seconds > 0, got nan"),
-        ({"window_s": False}, "window_s must be a finite number of seconds > 0, got False"),
+        ({"window_s": 0}, "window_s must be a finite number > 0, got 0"),
+        ({"window_s": -1.0}, "window_s must be a finite number > 0, got -1.0"),
+        ({"window_s": math.nan}, "window_s must be a finite number > 0, got nan"),
+        ({"window_s": False}, "window_s must be a finite number > 0, got False"),
         ({"allowance": 0}, "allowance must be an int >= 1, got 0"),
         (
             {"allowance": 101},
@@ -343,6 +382,7 @@ class NaiveRateLog:
         self.last_recorded: dict[str, int] = {}  # recipient -> sequence number of last record
         self.sequence = 0
         self.evictions = 0
+        self.expired_recipients = 0
         self.dropped = 0
         self.swept = 0
         self.peak = 0
@@ -378,8 +418,12 @@ class NaiveRateLog:
         victim = None
         if recipient not in self.entries and len(self.entries) >= self.max_recipients:
             victim = self.least_recently_recorded()
+            # Only a victim with a live entry takes rate state with it.
+            if all(self.expired(t, now) for t in self.entries[victim]):
+                self.expired_recipients += 1
+            else:
+                self.evictions += 1
             self.forget(victim)
-            self.evictions += 1
         entries = self.entries.setdefault(recipient, [])
         if len(entries) >= self.max_entries:
             entries.pop(0)
@@ -491,6 +535,7 @@ class RateLogMachine(RuleBasedStateMachine):
             assert stored <= log.max_entries_per_recipient
         assert log.peak_recipients == model.peak <= log.max_recipients
         assert log.evictions == model.evictions
+        assert log.expired == model.expired_recipients
         assert log.dropped_entries == model.dropped
         assert log.swept == model.swept
 

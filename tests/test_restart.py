@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 
 import pytest
@@ -152,27 +153,27 @@ def test_zero_max_restarts_gives_up_on_the_first_failure() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
+    ("kwargs", "message"),
     [
-        ({"min_backoff_s": -0.1}, "min_backoff_s"),
-        ({"min_backoff_s": float("nan")}, "min_backoff_s"),
-        ({"max_backoff_s": 0.05}, "max_backoff_s"),
-        ({"factor": 0.5}, "factor"),
-        ({"jitter": 1.5}, "jitter"),
-        ({"jitter": -0.1}, "jitter"),
-        ({"max_restarts": -1}, "max_restarts"),
-        ({"max_restarts": True}, "max_restarts"),
-        ({"max_restarts": 2.0}, "max_restarts"),
-        ({"period_s": 0.0}, "period_s"),
-        ({"period_s": float("inf")}, "period_s"),
-        ({"reset_after_s": -1.0}, "reset_after_s"),
-        ({"rng": 42}, "rng"),
+        ({"min_backoff_s": -0.1}, "min_backoff_s must be a finite number >= 0, got -0.1"),
+        ({"min_backoff_s": float("nan")}, "min_backoff_s must be a finite number >= 0, got nan"),
+        ({"max_backoff_s": 0.05}, "max_backoff_s must be a finite number >= 0.1, got 0.05"),
+        ({"factor": 0.5}, "factor must be a finite number >= 1, got 0.5"),
+        ({"jitter": 1.5}, "jitter must be a finite number >= 0 and <= 1, got 1.5"),
+        ({"jitter": -0.1}, "jitter must be a finite number >= 0 and <= 1, got -0.1"),
+        ({"max_restarts": -1}, "max_restarts must be an int >= 0, got -1"),
+        ({"max_restarts": True}, "max_restarts must be an int >= 0, got True"),
+        ({"max_restarts": 2.0}, "max_restarts must be an int >= 0, got 2.0"),
+        ({"period_s": 0.0}, "period_s must be a finite number > 0, got 0.0"),
+        ({"period_s": float("inf")}, "period_s must be a finite number > 0, got inf"),
+        ({"reset_after_s": -1.0}, "reset_after_s must be a finite number >= 0, got -1.0"),
+        ({"rng": 42}, "rng must be a random.Random or None, got 42"),
     ],
 )
-def test_bad_constructor_arguments_are_rejected_by_name(
-    kwargs: dict[str, object], name: str
+def test_bad_constructor_arguments_are_rejected_by_name_rule_and_value(
+    kwargs: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         RestartPolicy(**kwargs)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -128,11 +129,21 @@ def test_removing_forgets_the_provider() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec",
-    [Spec(""), Spec("x", True), Spec("x", 1, daily_limit=-1), Spec("x", 1, daily_limit=True)],
+    ("spec", "message"),
+    [
+        (Spec(""), "provider name must be a non-empty str, got ''"),
+        (Spec("x", True), "provider 'x': priority must be an int, got True"),
+        (Spec("x", 1, daily_limit=-1), "provider 'x': daily_limit must be an int >= 0, got -1"),
+        (
+            Spec("x", 1, daily_limit=True),
+            "provider 'x': daily_limit must be an int >= 0, got True",
+        ),
+    ],
 )
-def test_malformed_specs_are_rejected(spec: Spec) -> None:
-    with pytest.raises(ValueError, match="must be"):
+def test_malformed_specs_are_rejected_naming_the_provider_and_field(
+    spec: Spec, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         selector().load([spec])
 
 
@@ -317,30 +328,30 @@ def test_snapshot_lists_every_stat_in_rank_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
+    ("kwargs", "message"),
     [
-        ({"max_providers": 0}, "max_providers"),
-        ({"max_providers": True}, "max_providers"),
-        ({"cooldown_s": -1.0}, "cooldown_s"),
-        ({"cooldown_s": math.nan}, "cooldown_s"),
-        ({"allowed_fails": 0}, "allowed_fails"),
+        ({"max_providers": 0}, "max_providers must be an int >= 1, got 0"),
+        ({"max_providers": True}, "max_providers must be an int >= 1, got True"),
+        ({"cooldown_s": -1.0}, "cooldown_s must be a finite number >= 0, got -1.0"),
+        ({"cooldown_s": math.nan}, "cooldown_s must be a finite number >= 0, got nan"),
+        ({"allowed_fails": 0}, "allowed_fails must be an int >= 1, got 0"),
     ],
 )
-def test_bad_constructor_arguments_are_rejected_by_name(
-    kwargs: dict[str, object], name: str
+def test_bad_constructor_arguments_are_rejected_by_name_rule_and_value(
+    kwargs: dict[str, object], message: str
 ) -> None:
     args: dict[str, object] = {"max_providers": 50, "cooldown_s": 5.0}
     args.update(kwargs)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         ProviderSelector(**args)  # type: ignore[arg-type]
 
 
-def test_bad_outcome_arguments_are_rejected_by_name() -> None:
+def test_bad_outcome_arguments_are_rejected_by_name_rule_and_value() -> None:
     s = selector()
     s.load([Spec("a")])
-    with pytest.raises(ValueError, match="retry_after"):
+    with pytest.raises(ValueError, match=r"^retry_after must be a finite number >= 0, got -1\.0$"):
         s.record_failure("a", T0, retry_after=-1.0)
-    with pytest.raises(ValueError, match="tokens"):
+    with pytest.raises(ValueError, match=r"^tokens must be an int >= 0, got -1$"):
         s.record_success("a", T0, tokens=-1)
 
 

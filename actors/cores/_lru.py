@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+from actors.cores._args import require_int
+
 __all__ = ["LruMap"]
 
 K = TypeVar("K")
@@ -34,9 +36,7 @@ class LruMap(Generic[K, V]):
     __slots__ = ("_capacity", "_data", "_evictions", "_peak")
 
     def __init__(self, capacity: int, *, arg: str = "capacity") -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"{arg} must be an int >= 1, got {capacity!r}")
-        self._capacity = capacity
+        self._capacity = require_int(arg, capacity, minimum=1)
         self._data: OrderedDict[K, V] = OrderedDict()
         self._evictions = 0
         self._peak = 0

@@ -14,6 +14,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from actors.cores._args import require_int, require_number
+
 __all__ = [
     "ConversationGate",
     "Decision",
@@ -88,24 +90,6 @@ class _Customer(Generic[PayloadT]):
         self.queue: deque[Item[PayloadT]] = deque()
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_number(name: str, value: object, rule: str, low: float, high: float) -> float:
-    """Return ``value`` as a float if it is a real number (not bool) with low < value <= high."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not low < value <= high
-    ):
-        raise ValueError(f"{name} must be a number {rule}, got {value!r}")
-    return float(value)
-
-
 def _remove_queued(customer: _Customer[PayloadT], item: Item[PayloadT]) -> None:
     """Remove ``item`` from the queue by identity; O(max_queue_per_customer) at worst."""
     # By identity: Item equality would compare payloads, which may be costly or ambiguous.
@@ -125,9 +109,10 @@ class ConversationGate(Generic[PayloadT]):
     Memory is bounded by ``max_processing * (1 + max_queue_per_customer)`` live items no
     matter the throughput: every structure is deleted from as items leave.
 
-    Time is injected: each ``now`` is in seconds on any non-decreasing clock. A ``now``
-    smaller than the largest one seen so far is clamped up to it, so deadlines stay in offer
-    order (which is what lets one insertion-ordered map serve as the deadline queue).
+    Time is injected: each ``now`` is in seconds on any non-decreasing clock, and every
+    method taking one raises ValueError if it is not finite. A ``now`` smaller than the
+    largest one seen so far is clamped up to it, so deadlines stay in offer order (which is
+    what lets one insertion-ordered map serve as the deadline queue).
 
     Item ids are unique among live items only; an id may be offered again once its item left.
 
@@ -168,10 +153,12 @@ class ConversationGate(Generic[PayloadT]):
         timeout_s: float,
         warn_ratio: float = 0.9,
     ) -> None:
-        self._max_processing = _check_int("max_processing", max_processing, 1)
-        self._max_queue = _check_int("max_queue_per_customer", max_queue_per_customer, 0)
-        self._timeout_s = _check_number("timeout_s", timeout_s, "> 0 and finite", 0.0, math.inf)
-        self._warn_ratio = _check_number("warn_ratio", warn_ratio, "with 0 < r <= 1", 0.0, 1.0)
+        self._max_processing = require_int("max_processing", max_processing, minimum=1)
+        self._max_queue = require_int("max_queue_per_customer", max_queue_per_customer, minimum=0)
+        self._timeout_s = require_number("timeout_s", timeout_s, minimum=0, min_exclusive=True)
+        self._warn_ratio = require_number(
+            "warn_ratio", warn_ratio, minimum=0, maximum=1, min_exclusive=True
+        )
         # Rounding first keeps e.g. 0.7 * 10 == 7.000000000000001 from meaning 8.
         self._warn_at = max(1, math.ceil(round(self._warn_ratio * self._max_processing, 9)))
         # Every live item, in offer order == deadline order (timeout is constant, now clamped).
@@ -191,11 +178,7 @@ class ConversationGate(Generic[PayloadT]):
     # -- operations -----------------------------------------------------------------------
 
     def offer(self, key: str, item_id: str, payload: PayloadT, now: float) -> Offer[PayloadT]:
-        """Admit, queue or reject one item for customer ``key``; its deadline is now + timeout.
-
-        Raises:
-            ValueError: ``now`` is not finite.
-        """
+        """Admit, queue or reject one item for customer ``key``; its deadline is now + timeout."""
         now = self._advance(now)
         if item_id in self._deadlines:
             return self._reject("duplicate")
@@ -224,9 +207,6 @@ class ConversationGate(Generic[PayloadT]):
         still queued) is late: it is counted in ``late_completions`` and changes nothing.
         A completion that arrives after the deadline but before :meth:`expire` removed the
         item still counts as a completion.
-
-        Raises:
-            ValueError: ``now`` is not finite.
         """
         self._advance(now)
         item = self._deadlines.get(item_id)
@@ -244,9 +224,6 @@ class ConversationGate(Generic[PayloadT]):
 
         An item that would start and expire in the same call is only reported as expired.
         Cost is proportional to the number of items expired, not to the gate's size.
-
-        Raises:
-            ValueError: ``now`` is not finite.
         """
         now = self._advance(now)
         expired: list[Item[PayloadT]] = []

@@ -22,6 +22,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from actors.cores._args import require_int, require_number
 from actors.cores._lru import LruMap
 
 __all__ = ["RateDecision", "RecipientRateLog", "sweep_budget_for"]
@@ -51,21 +52,6 @@ class RateDecision:
 _ALLOWED = RateDecision(allowed=True)
 
 
-def _require_int(arg: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{arg} must be an int >= {minimum}, got {value!r}")
-
-
-def _require_positive_seconds(arg: str, value: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{arg} must be a finite number of seconds > 0, got {value!r}")
-
-
 def sweep_budget_for(max_recipients: int, cleanup_interval_s: float, tick_s: float) -> int:
     """Return the sweep budget per timer tick that covers every recipient once per interval.
 
@@ -75,12 +61,12 @@ def sweep_budget_for(max_recipients: int, cleanup_interval_s: float, tick_s: flo
     1 s tick) give 34.
 
     Raises:
-        ValueError: if ``max_recipients`` is not an int >= 1, or either duration is not a
-            finite number of seconds > 0.
+        ValueError: if ``max_recipients`` is not an int >= 1, or either duration (in
+            seconds) is not a finite number > 0.
     """
-    _require_int("max_recipients", max_recipients, 1)
-    _require_positive_seconds("cleanup_interval_s", cleanup_interval_s)
-    _require_positive_seconds("tick_s", tick_s)
+    require_int("max_recipients", max_recipients, minimum=1)
+    require_number("cleanup_interval_s", cleanup_interval_s, minimum=0, min_exclusive=True)
+    require_number("tick_s", tick_s, minimum=0, min_exclusive=True)
     return max(1, math.ceil(max_recipients * tick_s / cleanup_interval_s))
 
 
@@ -112,6 +98,7 @@ class RecipientRateLog:
         "_allowance",
         "_clock",
         "_dropped_entries",
+        "_expired",
         "_log",
         "_max_entries",
         "_swept",
@@ -126,9 +113,9 @@ class RecipientRateLog:
         window_s: float,
         allowance: int,
     ) -> None:
-        _require_int("max_entries_per_recipient", max_entries_per_recipient, 1)
-        _require_positive_seconds("window_s", window_s)
-        _require_int("allowance", allowance, 1)
+        require_int("max_entries_per_recipient", max_entries_per_recipient, minimum=1)
+        window_s = require_number("window_s", window_s, minimum=0, min_exclusive=True)
+        require_int("allowance", allowance, minimum=1)
         if allowance > max_entries_per_recipient:
             raise ValueError(
                 f"allowance must be <= max_entries_per_recipient "
@@ -136,10 +123,11 @@ class RecipientRateLog:
             )
         self._log: LruMap[str, deque[float]] = LruMap(max_recipients, arg="max_recipients")
         self._max_entries = max_entries_per_recipient
-        self._window_s = float(window_s)
+        self._window_s = window_s
         self._allowance = allowance
         self._clock = -math.inf
         self._dropped_entries = 0
+        self._expired = 0
         self._swept = 0
 
     # -- configuration and counters ---------------------------------------------------
@@ -179,8 +167,20 @@ class RecipientRateLog:
 
     @property
     def evictions(self) -> int:
-        """Recipients forgotten to make room for a new one (their window was lost)."""
+        """Recipients with a live entry forgotten to make room for a new one.
+
+        Each one lost rate state: its next send is judged against a fresh window.
+        """
         return self._log.evictions
+
+    @property
+    def expired(self) -> int:
+        """Fully expired recipients removed to make room for a new one, in total.
+
+        Nothing was lost with them, so they are not :attr:`evictions`; :meth:`sweep`'s
+        removals are counted in :attr:`swept` instead.
+        """
+        return self._expired
 
     @property
     def dropped_entries(self) -> int:
@@ -214,8 +214,9 @@ class RecipientRateLog:
     def record(self, recipient: str, now: float) -> None:
         """Record a send to ``recipient`` at ``now``, whether or not it was allowed.
 
-        A new recipient arriving when ``max_recipients`` are held first evicts the least
-        recently recorded one (counted in :attr:`evictions`). A recipient already holding
+        A new recipient arriving when ``max_recipients`` are held first forgets the least
+        recently recorded one: counted in :attr:`expired` if all its entries have expired at
+        ``now``, else in :attr:`evictions`. A recipient already holding
         ``max_entries_per_recipient`` live entries loses its oldest (counted in
         :attr:`dropped_entries`).
         """
@@ -255,7 +256,7 @@ class RecipientRateLog:
         Raises:
             ValueError: if ``budget`` is not an int >= 0.
         """
-        _require_int("budget", budget, 0)
+        require_int("budget", budget, minimum=0)
         now = self._advance(now)
         removed = 0
         for _ in range(budget):
@@ -263,7 +264,7 @@ class RecipientRateLog:
             if oldest is None:
                 break
             recipient, entries = oldest
-            if entries[-1] + self._window_s > now:
+            if not self._fully_expired(entries, now):
                 break
             self._log.discard(recipient)
             removed += 1
@@ -305,8 +306,13 @@ class RecipientRateLog:
             allowed=False, retry_at=entries[count - self._allowance] + self._window_s
         )
 
+    def _fully_expired(self, entries: deque[float], now: float) -> bool:
+        # The newest entry is the last one, so this is "every entry is expired".
+        return entries[-1] + self._window_s <= now
+
     def _append(self, recipient: str, entries: deque[float] | None, now: float) -> None:
         if entries is None:
+            self._make_room(now)
             self._log.put(recipient, deque((now,)))
             return
         self._log.touch(recipient)
@@ -314,3 +320,18 @@ class RecipientRateLog:
             entries.popleft()
             self._dropped_entries += 1
         entries.append(now)
+
+    def _make_room(self, now: float) -> None:
+        """Remove the least recently recorded recipient if the map is full and it expired.
+
+        Fully expired recipients form a prefix of the recency order (see :meth:`sweep`), so
+        if the oldest one still has a live entry, every one does and the eviction that
+        ``put`` then makes is unavoidable.
+        """
+        log = self._log
+        if len(log) < log.capacity:
+            return
+        oldest = log.oldest()
+        if oldest is not None and self._fully_expired(oldest[1], now):
+            log.discard(oldest[0])
+            self._expired += 1

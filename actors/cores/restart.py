@@ -14,6 +14,8 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
+from actors.cores._args import require_int, require_number
+
 __all__ = ["GiveUp", "Restart", "RestartDecision", "RestartPolicy"]
 
 
@@ -33,19 +35,6 @@ class GiveUp:
 
 
 RestartDecision = Restart | GiveUp
-
-
-def _number(name: str, value: float, *, minimum: float, strict: bool = False) -> float:
-    rule = f"a finite number {'>' if strict else '>='} {minimum:g}"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < minimum
-        or (strict and value == minimum)
-    ):
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
-    return float(value)
 
 
 class RestartPolicy:
@@ -96,17 +85,13 @@ class RestartPolicy:
         reset_after_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
-        self._min = _number("min_backoff_s", min_backoff_s, minimum=0.0)
-        self._max = _number("max_backoff_s", max_backoff_s, minimum=self._min)
-        self._factor = _number("factor", factor, minimum=1.0)
-        self._jitter = _number("jitter", jitter, minimum=0.0)
-        if self._jitter > 1.0:
-            raise ValueError(f"jitter must be a finite number between 0 and 1, got {jitter!r}")
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
-        self._max_restarts = max_restarts
-        self._period = _number("period_s", period_s, minimum=0.0, strict=True)
-        self._reset_after = _number("reset_after_s", reset_after_s, minimum=0.0)
+        self._min = require_number("min_backoff_s", min_backoff_s, minimum=0)
+        self._max = require_number("max_backoff_s", max_backoff_s, minimum=self._min)
+        self._factor = require_number("factor", factor, minimum=1)
+        self._jitter = require_number("jitter", jitter, minimum=0, maximum=1)
+        self._max_restarts = require_int("max_restarts", max_restarts, minimum=0)
+        self._period = require_number("period_s", period_s, minimum=0, min_exclusive=True)
+        self._reset_after = require_number("reset_after_s", reset_after_s, minimum=0)
         if rng is not None and not isinstance(rng, random.Random):
             raise ValueError(f"rng must be a random.Random or None, got {rng!r}")
         self._rng = rng if rng is not None else random.Random()

@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from actors.cores._args import require_int, require_number
+
 __all__ = [
     "SECONDS_PER_DAY",
     "Choice",
@@ -133,24 +135,12 @@ def _day(now: float) -> int:
     return math.floor(now / SECONDS_PER_DAY)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
-
-
 def _check_spec(spec: ProviderLike) -> None:
     if not isinstance(spec.name, str) or not spec.name:
         raise ValueError(f"provider name must be a non-empty str, got {spec.name!r}")
-    if not _is_int(spec.priority):
-        raise ValueError(f"provider {spec.name!r}: priority must be an int, got {spec.priority!r}")
-    limit = spec.daily_limit
-    if limit is not None and not (_is_int(limit) and limit >= 0):
-        raise ValueError(
-            f"provider {spec.name!r}: daily_limit must be None or an int >= 0, got {limit!r}"
-        )
+    require_int(f"provider {spec.name!r}: priority", spec.priority)
+    if spec.daily_limit is not None:
+        require_int(f"provider {spec.name!r}: daily_limit", spec.daily_limit, minimum=0)
 
 
 class ProviderSelector(Generic[S]):
@@ -166,6 +156,9 @@ class ProviderSelector(Generic[S]):
             probe (half-open): one more failure cools the provider down again at once.
             A failure with ``retry_after`` always starts a cooldown.
 
+    The ``record_*`` outcome methods return False and record nothing for a ``name`` that is
+    not loaded, e.g. one a reload removed while its call was in flight.
+
     Raises:
         ValueError: a bound is not of the documented type or range.
     """
@@ -173,15 +166,9 @@ class ProviderSelector(Generic[S]):
     __slots__ = ("_allowed_fails", "_cooldown_s", "_cooldowns", "_max", "_order", "_slots")
 
     def __init__(self, *, max_providers: int, cooldown_s: float, allowed_fails: int = 1) -> None:
-        if not (_is_int(max_providers) and max_providers >= 1):
-            raise ValueError(f"max_providers must be an int >= 1, got {max_providers!r}")
-        if not (_is_number(cooldown_s) and cooldown_s >= 0):
-            raise ValueError(f"cooldown_s must be a finite number >= 0, got {cooldown_s!r}")
-        if not (_is_int(allowed_fails) and allowed_fails >= 1):
-            raise ValueError(f"allowed_fails must be an int >= 1, got {allowed_fails!r}")
-        self._max = max_providers
-        self._cooldown_s = float(cooldown_s)
-        self._allowed_fails = allowed_fails
+        self._max = require_int("max_providers", max_providers, minimum=1)
+        self._cooldown_s = require_number("cooldown_s", cooldown_s, minimum=0)
+        self._allowed_fails = require_int("allowed_fails", allowed_fails, minimum=1)
         self._slots: dict[str, _Slot[S]] = {}
         self._order: list[tuple[tuple[int, str], str]] = []  # (rank, name), best first
         self._cooldowns = 0
@@ -342,11 +329,7 @@ class ProviderSelector(Generic[S]):
     # -- outcomes ------------------------------------------------------------------------
 
     def record_call(self, name: str, now: float) -> bool:
-        """Count one call against ``name``'s quota for the UTC day of ``now``.
-
-        Returns False (and records nothing) if ``name`` is not loaded, e.g. it was removed
-        by a reload while the call was in flight.
-        """
+        """Count one call against ``name``'s quota for the UTC day of ``now``."""
         slot = self._slots.get(name)
         if slot is None:
             return False
@@ -361,13 +344,10 @@ class ProviderSelector(Generic[S]):
     def record_success(self, name: str, now: float, *, tokens: int = 0) -> bool:
         """Record a successful call: ends the failure streak, adds ``tokens``.
 
-        Returns False if ``name`` is not loaded.
-
         Raises:
             ValueError: ``tokens`` is not an int >= 0.
         """
-        if not (_is_int(tokens) and tokens >= 0):
-            raise ValueError(f"tokens must be an int >= 0, got {tokens!r}")
+        require_int("tokens", tokens, minimum=0)
         slot = self._slots.get(name)
         if slot is None:
             return False
@@ -383,15 +363,11 @@ class ProviderSelector(Generic[S]):
         given, and sets ``cooldown_until = max(cooldown_until, now + max(cooldown_s,
         retry_after or 0))``.
 
-        Returns False if ``name`` is not loaded.
-
         Raises:
             ValueError: ``retry_after`` is negative or not finite.
         """
-        if retry_after is not None and not (_is_number(retry_after) and retry_after >= 0):
-            raise ValueError(
-                f"retry_after must be None or a finite number >= 0, got {retry_after!r}"
-            )
+        if retry_after is not None:
+            require_number("retry_after", retry_after, minimum=0)
         slot = self._slots.get(name)
         if slot is None:
             return False
