@@ -107,7 +107,11 @@ def bench_dedupe(n: int, calls: int) -> list[tuple[str, float, float]]:
     hits = [f"wamid.{n - 1 - (i % 1000)}" for i in range(4096)]
     return [
         ("seen_before (new, evicts)", per_call_ns(lambda i: d.seen_before(f"x{i}"), calls), mem),
-        ("seen_before (duplicate)", per_call_ns(lambda i: d.seen_before(hits[i & 4095]), calls), mem),
+        (
+            "seen_before (duplicate)",
+            per_call_ns(lambda i: d.seen_before(hits[i & 4095]), calls),
+            mem,
+        ),
     ]
 
 
@@ -170,7 +174,11 @@ def bench_selector(n: int, calls: int) -> list[tuple[str, float, float]]:
     top = sorted(sel.names)[:49]
     exclude = frozenset(top)
     return [
-        ("choose (top provider free)", per_call_ns(lambda i: sel.choose(1_700_000_000.0), calls), mem),
+        (
+            "choose (top provider free)",
+            per_call_ns(lambda i: sel.choose(1_700_000_000.0), calls),
+            mem,
+        ),
         (
             "choose (49 of 50 excluded)",
             per_call_ns(lambda i: sel.choose(1_700_000_000.0, exclude), calls),
