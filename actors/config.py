@@ -208,6 +208,23 @@ class EngineConfig:
         source=f"{_NEW}: Akka reset after",
         doc="Uptime after which an actor counts as stable and its backoff resets.",
     )
+    max_uncollected_outcomes: int = _key(
+        10_000,
+        lo=1,
+        source=f"{_NEW}: back-pressure on a gateway that stops collecting",
+        doc="Outcomes waiting for outcomes(); past it new submissions are rejected `capacity`.",
+    )
+    dead_letter_path: str = _key(
+        "wae-dead-letters.bin",
+        source=f"{_NEW}: abandoned messages are journaled, never dropped",
+        doc="Journal of messages abandoned at shutdown (length-prefixed msgpack frames).",
+    )
+    dead_letter_max_bytes: int = _key(
+        64 * 1024 * 1024,
+        lo=4096,
+        source=f"{_NEW}: the journal is bounded too",
+        doc="Journal size before it rotates to `<path>.1`; frames past both are counted.",
+    )
     max_frame_bytes: int = _key(
         64 * 1024,
         lo=1024,

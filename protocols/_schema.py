@@ -232,6 +232,8 @@ def _union(members: tuple[Any, ...]) -> Converter:
             return None if value is None else inner(value, path, wire)
 
         return convert_optional
+    if all(isinstance(m, type) and issubclass(m, Message) for m in rest):
+        return _message_union(tuple(rest), optional)
     # A union of scalars (e.g. ``Scalar``): dispatch on the value's exact type.
     table: dict[type, Converter] = {}
     for m in rest:
@@ -270,6 +272,25 @@ def _dict(item: Converter) -> Converter:
                 raise SchemaError(f"Expected `str` key, got `{_type_name(k)}`", path)
             out[k] = item(v, f"{path}[{k!r}]", wire)
         return out
+
+    return convert
+
+
+def _message_union(classes: tuple[type[Message], ...], optional: bool) -> Converter:
+    """A union of message classes: each value is one of them, told apart by its tag."""
+    names = " | ".join(c.__name__ for c in classes) + (" | nil" if optional else "")
+
+    def convert(value: Any, path: str, wire: bool) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, classes):
+            return value
+        if wire and _nested_decoder and type(value) is list and value:
+            tag = value[0]
+            cls = _REGISTRY.get(tag) if type(tag) is str else None
+            if cls in classes:
+                return _nested_decoder[0](value, path, cls)
+        raise SchemaError(f"Expected `{names}`, got `{_type_name(value)}`", path)
 
     return convert
 

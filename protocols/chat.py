@@ -71,6 +71,7 @@ REJECT_REASONS = frozenset(
         Reason.UNKNOWN_ACCOUNT,
         Reason.SHUTTING_DOWN,
         Reason.INVALID,
+        Reason.ACCOUNT_FAILED,
     )
 )
 """The reasons a submission can be refused with (``Rejected.reason``)."""
@@ -115,9 +116,13 @@ class OutboundReply(Message):
 @message("accepted")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Accepted(Message):
-    """The engine took the message; exactly one ``Outcome`` for it will follow."""
+    """The engine took the message; exactly one ``Outcome`` for it will follow.
+
+    ``deadline`` (epoch seconds) is when the message times out if still unfinished.
+    """
 
     message_id: str
+    deadline: float | None = None
 
     def _validate(self) -> None:
         check_id(self, "message_id", self.message_id)

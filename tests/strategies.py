@@ -85,7 +85,7 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
         text=texts,
         deadline=times,
     ),
-    p.Accepted: st.builds(p.Accepted, message_id=ids),
+    p.Accepted: st.builds(p.Accepted, message_id=ids, deadline=st.none() | times),
     p.Rejected: st.builds(
         p.Rejected, message_id=ids, reason=st.sampled_from(sorted(p.REJECT_REASONS)), detail=details
     ),
@@ -134,6 +134,52 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
         stages=st.lists(stage_reports, max_size=4).map(tuple),
         total_s=times,
         abandoned=st.lists(ids, max_size=5).map(tuple),
+    ),
+}
+
+inbound = STRATEGIES[p.InboundMessage]
+gens = st.integers(min_value=0, max_value=2**31)
+STRATEGIES |= {
+    p.SubmitBatch: st.builds(
+        p.SubmitBatch,
+        messages=st.lists(inbound, max_size=4).map(tuple),
+        generation=gens,
+        readmit=st.booleans(),
+    ),
+    p.SubmitResults: st.builds(
+        p.SubmitResults,
+        results=st.lists(STRATEGIES[p.Accepted] | STRATEGIES[p.Rejected], max_size=4).map(tuple),
+        generation=gens,
+    ),
+    p.CollectOutcomes: st.builds(
+        p.CollectOutcomes,
+        max_items=st.integers(min_value=1, max_value=10**6),
+        wait_s=times,
+        generation=gens,
+    ),
+    p.OutcomeBatch: st.builds(
+        p.OutcomeBatch,
+        outcomes=st.lists(outcomes(), max_size=4).map(tuple),
+        events=st.lists(STRATEGIES[p.AccountEvent], max_size=2).map(tuple),
+        generation=gens,
+    ),
+    p.AIBatch: st.builds(
+        p.AIBatch,
+        requests=st.lists(STRATEGIES[p.AIRequest], max_size=3).map(tuple),
+        generation=gens,
+    ),
+    p.AIResults: st.builds(
+        p.AIResults,
+        results=st.lists(STRATEGIES[p.AIReply] | STRATEGIES[p.AIFailure], max_size=4).map(tuple),
+        generation=gens,
+    ),
+    p.SendBatch: st.builds(
+        p.SendBatch,
+        replies=st.lists(STRATEGIES[p.OutboundReply], max_size=3).map(tuple),
+        generation=gens,
+    ),
+    p.DeliveryBatch: st.builds(
+        p.DeliveryBatch, reports=st.lists(deliveries(), max_size=4).map(tuple), generation=gens
     ),
 }
 

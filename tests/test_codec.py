@@ -236,3 +236,23 @@ def test_a_frame_that_is_not_an_array_of_three_is_refused() -> None:
         codec.decode(msgpack.packb(["inbound", "1", INBOUND]))
     with pytest.raises(DecodeError, match=r"Expected `object`, got `list` - at `\$\[2\]`"):
         codec.decode(msgpack.packb(["inbound", 1, []]))
+
+
+def test_a_union_field_decodes_each_member_by_its_tag() -> None:
+    results = (
+        p.Accepted(message_id="a", deadline=5.0),
+        p.Rejected(message_id="b", reason="capacity"),
+    )
+    msg = p.SubmitResults(results=results, generation=3)
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_a_union_member_of_the_wrong_class_is_refused_by_path() -> None:
+    frame = _frame(
+        "submit_results",
+        {"results": [["accepted", 1, {"message_id": "a"}], ["inbound", 1, INBOUND]]},
+    )
+    with pytest.raises(
+        DecodeError, match=r"Expected `Accepted \| Rejected`, got `list` - at `\$.results\[1\]`"
+    ):
+        codec.decode(frame)

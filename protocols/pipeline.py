@@ -1,0 +1,117 @@
+"""Batches that carry work between the engine's actors.
+
+One Thespian message per chat message per hop caps a TCP pipeline at a few hundred
+messages/s; a batch carries every item one actor has for another at the end of a turn.
+Each batch also says which generation of the receiver it was meant for, because a
+restarted actor has a new address and TCP ports get reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocols._schema import Message, check_range, message
+from protocols.ai import AIFailure, AIReply, AIRequest
+from protocols.chat import (
+    Accepted,
+    DeliveryReport,
+    InboundMessage,
+    OutboundReply,
+    Outcome,
+    Rejected,
+)
+from protocols.management import AccountEvent
+
+__all__ = [
+    "AIBatch",
+    "AIResults",
+    "CollectOutcomes",
+    "DeliveryBatch",
+    "OutcomeBatch",
+    "SendBatch",
+    "SubmitBatch",
+    "SubmitResults",
+]
+
+
+@message("submit_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitBatch(Message):
+    """Gateway -> router: inbound messages to admit, answered by ``SubmitResults``.
+
+    ``readmit`` marks messages the engine had already accepted before a router restart:
+    they keep their acceptance and are not checked for duplicates again.
+    """
+
+    messages: tuple[InboundMessage, ...]
+    generation: int = 0
+    readmit: bool = False
+
+
+@message("submit_results")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitResults(Message):
+    """Router -> gateway: one ``Accepted`` or ``Rejected`` per submitted message, in order."""
+
+    results: tuple[Accepted | Rejected, ...]
+    generation: int = 0
+
+
+@message("collect_outcomes")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectOutcomes(Message):
+    """Gateway -> router: hand over up to ``max_items`` outcomes, waiting up to ``wait_s``."""
+
+    max_items: int
+    wait_s: float = 0.0
+    generation: int = 0
+
+    def _validate(self) -> None:
+        check_range(self, "max_items", self.max_items, lo=1)
+        check_range(self, "wait_s", self.wait_s, lo=0)
+
+
+@message("outcome_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutcomeBatch(Message):
+    """Router -> gateway: outcomes ready now, and account events for listeners."""
+
+    outcomes: tuple[Outcome, ...] = ()
+    events: tuple[AccountEvent, ...] = ()
+    generation: int = 0
+
+
+@message("ai_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AIBatch(Message):
+    """Router -> AI pool: requests to answer."""
+
+    requests: tuple[AIRequest, ...]
+    generation: int = 0
+
+
+@message("ai_results")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AIResults(Message):
+    """AI pool -> router: a reply or a failure per request, in completion order."""
+
+    results: tuple[AIReply | AIFailure, ...]
+    generation: int = 0
+
+
+@message("send_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendBatch(Message):
+    """Router -> account: replies to send."""
+
+    replies: tuple[OutboundReply, ...]
+    generation: int = 0
+
+
+@message("delivery_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryBatch(Message):
+    """Account -> router: one report per reply, in completion order."""
+
+    reports: tuple[DeliveryReport, ...]
+    generation: int = 0
