@@ -1,6 +1,18 @@
-"""wa-actor-engine: the actor side — configuration, pure policy cores and (later) actors."""
+"""wa-actor-engine: the actor side — the embedded ``Engine``, its configuration and cores."""
 
 from actors.config import EngineConfig, load_config
+from actors.engine import BASES, Engine
 from actors.errors import ConfigError, EngineError, InstanceLimitError
+from actors.listeners import ListenerLimitError, Subscription
 
-__all__ = ["ConfigError", "EngineConfig", "EngineError", "InstanceLimitError", "load_config"]
+__all__ = [
+    "BASES",
+    "ConfigError",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "InstanceLimitError",
+    "ListenerLimitError",
+    "Subscription",
+    "load_config",
+]

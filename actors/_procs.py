@@ -1,0 +1,61 @@
+"""Process bookkeeping from /proc: which processes an actor system owns, and are they gone.
+
+Thespian's admin detaches into its own session, and ``ActorSystem.shutdown()`` gives up
+after 10 s leaving busy actor processes alive; the engine therefore tracks the PIDs of its
+own system and checks them itself. Linux only (the engine's platform).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+__all__ = ["alive", "descendants", "wait_gone"]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, or None when it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name is in parentheses and may itself contain spaces or parentheses.
+    rest = data[data.rfind(")") + 2 :].split()
+    return rest[0], int(rest[1])
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    st = _stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process whose ancestry leads to ``root`` (``root`` included)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None and st[0] not in ("Z", "X"):
+                parents[int(entry)] = st[1]
+    found = {root} if root in parents else set()
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return found
+
+
+def wait_gone(pids: Iterable[int], *, timeout_s: float) -> set[int]:
+    """Wait until every pid has exited (or ``timeout_s``); return those still alive."""
+    left = {p for p in pids if alive(p)}
+    deadline = time.monotonic() + timeout_s
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = {p for p in left if alive(p)}
+    return left

@@ -1,0 +1,138 @@
+"""The WhatsApp account (number) actor: a thin shell around ``AccountCore``.
+
+Sends never block the mailbox (the transport is sans-IO), so one account keeps many sends
+in flight. The rate log's cleanup runs as an incremental sweep on a timer; the timer is
+Thespian's, so it dies with the actor.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from actors._actor import EngineActor
+from actors._wiring import ActorReport, Address, Configure, Configured, Forward, StatsQuery
+from actors.account.core import AccountCore
+from actors.account.transports import SentRecord, make_transport
+from protocols import DeliveryBatch, DeliveryReport, SendBatch
+
+__all__ = ["AccountActor", "LoopbackSent", "LoopbackSentReply"]
+
+_SWEEP = "sweep"
+
+
+@dataclass(frozen=True, slots=True)
+class LoopbackSent:
+    """Ask an account with the loopback transport for its bounded record of sends."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopbackSentReply:
+    account_id: str
+    records: tuple[SentRecord, ...]
+    sent_total: int
+
+
+class AccountActor(EngineActor):
+    role = "account"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core: AccountCore | None = None
+        self.transport: Any = None
+        self.router: Address = None
+        self.router_generation = 0
+        self.outbox: list[DeliveryReport] = []
+        self.sweep_tick_s = 1.0
+
+    def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
+        return {SendBatch: self.on_batch, Forward: self.on_forward, StatsQuery: self.on_stats}
+
+    def configure(self, msg: Configure, sender: Address) -> None:
+        assert msg.account is not None, "an account actor needs its AccountSpec"
+        c, spec = msg.config, msg.account
+        try:
+            self.transport = make_transport(
+                spec.transport, spec.account_id, spec.options, random.Random(msg.seed)
+            )
+        except ValueError as exc:
+            self.send(
+                sender,
+                Configured(
+                    self.role, self.name, self.generation, self.pid, ok=False, error=str(exc)
+                ),
+            )
+            return
+        self.core = AccountCore(
+            account_id=spec.account_id,
+            transport=self.transport,
+            max_recipients=c.max_queue_recipients,
+            max_entries_per_recipient=c.max_queue_size_per_recipient,
+            rate_window_s=c.recipient_rate_window_s,
+            rate_allowance=c.recipient_rate_allowance,
+            sweep_budget=c.sweep_budget,
+            capacity=c.max_concurrent_processing,
+        )
+        self.sweep_tick_s = c.sweep_tick_s
+        self.wakeupAfter(timedelta(seconds=self.sweep_tick_s), payload=(_SWEEP,))
+        self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
+
+    @property
+    def _core_(self) -> AccountCore:
+        assert self.core is not None, "account used before Configure"
+        return self.core
+
+    def on_batch(self, msg: SendBatch, sender: Address) -> None:
+        self.router, self.router_generation = sender, msg.generation
+        self.outbox += self._core_.submit(msg.replies, time.time())
+
+    def on_wakeup(self, payload: Any, now: float) -> None:
+        if payload == (_SWEEP,) and self.core is not None:
+            self.core.sweep(now)
+            self.wakeupAfter(timedelta(seconds=self.sweep_tick_s), payload=(_SWEEP,))
+
+    def on_forward(self, msg: Forward, sender: Address) -> None:
+        if isinstance(msg.message, LoopbackSent):
+            sent = getattr(self.transport, "sent", None)
+            records = tuple(sent()) if callable(sent) else ()
+            total = int(getattr(self.transport, "sent_total", 0))
+            self.send(msg.reply_to, LoopbackSentReply(self.name, records, total))
+
+    def next_wakeup(self) -> float | None:
+        return self.core.next_wakeup() if self.core else None
+
+    def on_tick(self, now: float) -> None:
+        if self.core is not None:
+            self.outbox += self.core.poll(now)
+
+    def after_turn(self, now: float) -> None:
+        if self.outbox and self.router is not None:
+            self.send(
+                self.router,
+                DeliveryBatch(reports=tuple(self.outbox), generation=self.router_generation),
+            )
+        self.outbox = []
+
+    def on_stats(self, msg: StatsQuery, sender: Address) -> None:
+        core = self._core_
+        self.send(
+            sender,
+            ActorReport(
+                token=msg.token,
+                role=self.role,
+                name=self.name,
+                generation=self.generation,
+                pid=self.pid,
+                depth=core.pending,
+                capacity=core.capacity,
+                counters={k: int(v) for k, v in core.stats().items()},
+            ),
+        )
+
+    def on_exit(self) -> None:
+        if self.core is not None:
+            self.core.close()

@@ -1,0 +1,498 @@
+"""The account (WhatsApp number) core: rate-limited, idempotent, bounded sending of replies.
+
+The account actor feeds it ``OutboundReply`` batches and timer ticks and sends back the
+``DeliveryReport`` values it returns. Per reply, in this order:
+
+1. a ``message_id`` sent before is answered ``ok`` at once without a second send: after a
+   router restart the engine may ask again, and a customer must never get two replies to
+   one inbound message;
+2. a reply past its deadline fails ``timeout``;
+3. a ``message_id`` already pending is ignored (its one report is still to come);
+4. past ``capacity`` pending replies it fails ``capacity``;
+5. the per-recipient rate log decides: send now, wait until the allowance frees up if that
+   is no later than the deadline, or fail ``rate_limited``.
+
+A customer's waiting replies leave in submission order: a reply for a customer who has
+replies waiting queues behind them even when the log would let it go.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from actors.account.transports import SendResult, Transport
+from actors.cores._args import require_int
+from actors.cores.dedupe import DedupeSet
+from actors.cores.ratelog import RecipientRateLog
+from protocols import DeliveryReport, OutboundReply, Reason
+
+__all__ = ["AccountCore"]
+
+_WAITING, _SENDING, _DONE = 0, 1, 2
+
+# The counters in stats(); each is present from the start, zero or not.
+_COUNTERS = (
+    "sent",
+    "failed",
+    "rate_limited",
+    "rate_waits",
+    "duplicate_sends",
+    "duplicate_pending",
+    "timeouts",
+    "capacity_rejects",
+    "invalid",
+    "transport_retries",
+    "cancelled",
+    "stray_results",
+    "sweeps",
+)
+
+
+class _Pending:
+    """A reply the core owes a report for; ``not_before`` delays a retry the transport asked for."""
+
+    __slots__ = ("not_before", "reply", "state")
+
+    def __init__(self, reply: OutboundReply, state: int, not_before: float = -math.inf) -> None:
+        self.reply = reply
+        self.state = state
+        self.not_before = not_before
+
+
+class _Queue:
+    """One customer's waiting replies in FIFO order and the sequence number of its live timer."""
+
+    __slots__ = ("customer_id", "items", "retry_seq")
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.items: OrderedDict[str, _Pending] = OrderedDict()
+        self.retry_seq = -1
+
+
+# A timer: (time, seq, what). A _Queue entry retries its head; a _Pending entry fires just
+# after that reply's deadline. Entries are never removed early, only recognised as stale.
+_Timer = tuple[float, int, "_Queue | _Pending"]
+
+
+class AccountCore:
+    """Send replies for one account within the per-recipient rate limit, each reported once.
+
+    Memory is bounded: at most ``capacity`` replies pending (waiting or in the transport),
+    ``max_recipients`` in the rate log and ``sent_memory`` remembered sent ids.
+
+    Args:
+        account_id: the account this core sends for; replies for another account fail
+            ``invalid``.
+        transport: where sends go (see ``actors.account.transports``).
+        max_recipients: recipients tracked by the rate log (seed: 10,000).
+        max_entries_per_recipient: send times kept per recipient (seed: 100).
+        rate_window_s: the sliding window of the per-recipient limit, in seconds.
+        rate_allowance: sends per recipient per window.
+        sweep_budget: recipients examined by one :meth:`sweep`.
+        capacity: replies pending at once; the next one fails ``capacity``.
+        sent_memory: sent message ids remembered for idempotent resends (LRU).
+
+    Raises:
+        ValueError: an argument is of the wrong type or out of range (the message names it).
+    """
+
+    __slots__ = (
+        "_account_id",
+        "_capacity",
+        "_close_reason",
+        "_counts",
+        "_n_waiting",
+        "_now",
+        "_pending",
+        "_ratelog",
+        "_sent",
+        "_seq",
+        "_sweep_budget",
+        "_timers",
+        "_transport",
+        "_waiting",
+    )
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        transport: Transport,
+        max_recipients: int,
+        max_entries_per_recipient: int,
+        rate_window_s: float,
+        rate_allowance: int,
+        sweep_budget: int,
+        capacity: int,
+        sent_memory: int = 10_000,
+    ) -> None:
+        self._account_id = account_id
+        self._transport = transport
+        self._ratelog = RecipientRateLog(
+            max_recipients=max_recipients,
+            max_entries_per_recipient=max_entries_per_recipient,
+            window_s=rate_window_s,
+            allowance=rate_allowance,
+        )
+        self._sweep_budget = require_int("sweep_budget", sweep_budget, minimum=1)
+        self._capacity = require_int("capacity", capacity, minimum=1)
+        self._sent = DedupeSet(require_int("sent_memory", sent_memory, minimum=1))
+        self._pending: dict[str, _Pending] = {}
+        self._waiting: dict[str, _Queue] = {}
+        self._n_waiting = 0
+        self._timers: list[_Timer] = []
+        self._seq = 0
+        self._now = -math.inf
+        self._close_reason = ""  # set by close(); non-empty means closed
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+
+    # -- events in, reports out ------------------------------------------------------------
+
+    def submit(self, replies: Iterable[OutboundReply], now: float) -> list[DeliveryReport]:
+        """Take replies to send; return the reports that are known at once.
+
+        Every reply gets exactly one report, now or from a later :meth:`poll`, except a
+        reply whose ``message_id`` is already pending: the pending one's report answers it.
+
+        Raises:
+            TransportCrash: propagated from the transport (fault injection); the core's
+                state stays consistent, but reports for earlier replies of this batch are
+                lost with the exception, so the actor should be restarted.
+            ValueError: ``now`` is not finite.
+        """
+        now = self._advance(now)
+        reports: list[DeliveryReport] = []
+        for reply in replies:
+            report = self._admit(reply, now)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    def poll(self, now: float) -> list[DeliveryReport]:
+        """Return the reports that became ready by ``now``.
+
+        Collects finished sends, sends waiting replies whose allowance freed up (or fails
+        them ``rate_limited`` when it frees up too late), and fails ``timeout`` the waiting
+        replies whose deadline passed.
+
+        Raises:
+            TransportCrash: propagated from the transport when a waiting reply is started.
+        """
+        now = self._advance(now)
+        reports: list[DeliveryReport] = []
+        if self._close_reason:
+            return reports
+        transport = self._transport
+        for result in transport.poll(now):
+            self._on_result(result, now, reports)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, seq, what = heapq.heappop(timers)
+            if isinstance(what, _Queue):
+                if self._waiting.get(what.customer_id) is what and what.retry_seq == seq:
+                    self._drain(what, now, reports)
+            elif what.state == _WAITING:
+                self._remove_waiting(what)
+                reports.append(self._fail(what.reply, "timeouts", Reason.TIMEOUT, _late(now, what)))
+        # Sends just started by the timers may already be done (a zero-latency transport).
+        for result in transport.poll(now):
+            self._on_result(result, now, reports)
+        return reports
+
+    def sweep(self, now: float) -> int:
+        """Forget fully expired recipients of the rate log, at most ``sweep_budget`` of them.
+
+        The incremental form of the seed's 5-minute cleanup: the actor calls it every
+        ``sweep_tick_s``. Returns how many recipients were removed.
+        """
+        now = self._advance(now)
+        self._counts["sweeps"] += 1
+        return self._ratelog.sweep(now, self._sweep_budget)
+
+    def cancel(self, message_ids: Iterable[str]) -> int:
+        """Drop pending replies without a report (their caller settled them); return how many."""
+        cancelled = 0
+        for message_id in message_ids:
+            pending = self._pending.get(message_id)
+            if pending is None:
+                continue
+            if pending.state == _WAITING:
+                self._remove_waiting(pending)
+            else:
+                self._transport.cancel(message_id)
+                del self._pending[message_id]
+                pending.state = _DONE
+            cancelled += 1
+        self._counts["cancelled"] += cancelled
+        return cancelled
+
+    def close(self, reason: str = Reason.SHUTDOWN.value) -> list[DeliveryReport]:
+        """Stop: close the transport and fail every pending reply with ``reason``.
+
+        Later submissions fail with the same reason at once; polls return nothing.
+        Idempotent: a second call returns no reports.
+        """
+        if self._close_reason:
+            return []
+        # Validate the reason before changing anything: a bad one must not half-close.
+        DeliveryReport(message_id="close", ok=False, reason=reason)
+        self._close_reason = reason
+        self._transport.close()
+        reports = [
+            DeliveryReport(message_id=message_id, ok=False, reason=reason, detail="account closed")
+            for message_id in self._pending
+        ]
+        for pending in self._pending.values():
+            pending.state = _DONE
+        self._pending.clear()
+        self._waiting.clear()
+        self._timers.clear()
+        self._n_waiting = 0
+        return reports
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def next_wakeup(self) -> float | None:
+        """Return when :meth:`poll` should next run, or None when nothing is pending."""
+        timers = self._timers
+        while timers and not self._live(timers[0]):
+            heapq.heappop(timers)
+        due = self._transport.next_due() if not self._close_reason else None
+        if not timers:
+            return due
+        return timers[0][0] if due is None else min(due, timers[0][0])
+
+    @property
+    def account_id(self) -> str:
+        """The account this core sends for."""
+        return self._account_id
+
+    @property
+    def pending(self) -> int:
+        """Replies owed a report: waiting for the rate limit or in the transport."""
+        return len(self._pending)
+
+    @property
+    def capacity(self) -> int:
+        """The most replies pending at once."""
+        return self._capacity
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return bool(self._close_reason)
+
+    def entries_for(self, customer_id: str) -> int:
+        """Return how many send times the rate log stores for ``customer_id``."""
+        return self._ratelog.entries_for(customer_id)
+
+    def stats(self) -> dict[str, int | float]:
+        """Counters and gauges since construction.
+
+        ``sent`` and ``failed`` count transport results; ``rate_limited``, ``timeouts``,
+        ``capacity_rejects`` and ``invalid`` count the other failed reports; ``rate_waits``
+        replies that had to wait; ``duplicate_sends`` resends answered from memory;
+        ``duplicate_pending`` resubmissions of a pending id. ``recipients``,
+        ``recipients_peak``, ``evictions`` (recipients forgotten with live entries),
+        ``expired`` and ``swept`` describe the rate log; ``sweeps`` counts sweep calls.
+        """
+        log = self._ratelog
+        stats: dict[str, int | float] = dict(self._counts)
+        stats.update(
+            pending=len(self._pending),
+            capacity=self._capacity,
+            waiting=self._n_waiting,
+            waiting_customers=len(self._waiting),
+            in_transport=len(self._pending) - self._n_waiting,
+            recipients=log.recipients,
+            recipients_peak=log.peak_recipients,
+            evictions=log.evictions,
+            expired=log.expired,
+            dropped_entries=log.dropped_entries,
+            swept=log.swept,
+            sent_memory=len(self._sent),
+            sent_memory_evictions=self._sent.evictions,
+        )
+        return stats
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _advance(self, now: float) -> float:
+        # Clamped like the rate log's clock, so a step back cannot reorder the timers.
+        if not math.isfinite(now):
+            raise ValueError(f"now must be a finite number, got {now!r}")
+        if now > self._now:
+            self._now = now
+        return self._now
+
+    def _admit(self, reply: OutboundReply, now: float) -> DeliveryReport | None:
+        message_id = reply.message_id
+        if self._close_reason:
+            return DeliveryReport(
+                message_id=message_id, ok=False, reason=self._close_reason, detail="account closed"
+            )
+        if reply.account_id != self._account_id:
+            detail = f"reply for account {reply.account_id!r} reached account {self._account_id!r}"
+            return self._fail(reply, "invalid", Reason.INVALID, detail)
+        if message_id in self._sent:
+            self._counts["duplicate_sends"] += 1
+            return DeliveryReport(message_id=message_id, ok=True, detail="already sent")
+        if reply.deadline < now:
+            return self._fail(reply, "timeouts", Reason.TIMEOUT, _late(now, reply))
+        if message_id in self._pending:
+            self._counts["duplicate_pending"] += 1
+            return None
+        if len(self._pending) >= self._capacity:
+            detail = f"account {self._account_id!r}: {self._capacity} replies pending (capacity)"
+            return self._fail(reply, "capacity_rejects", Reason.CAPACITY, detail)
+        queue = self._waiting.get(reply.customer_id)
+        if queue is not None:  # FIFO: never overtake a waiting reply to the same customer
+            self._counts["rate_waits"] += 1
+            self._add_waiting(queue, _Pending(reply, _WAITING), last=True)
+            return None
+        decision = self._ratelog.try_acquire(reply.customer_id, now)
+        if decision.allowed:
+            self._transport.start(reply, now)
+            self._pending[message_id] = _Pending(reply, _SENDING)
+            return None
+        retry_at = decision.retry_at
+        assert retry_at is not None  # not allowed implies a retry time
+        if retry_at > reply.deadline:
+            return self._fail(
+                reply, "rate_limited", Reason.RATE_LIMITED, self._too_late(reply, now, retry_at)
+            )
+        self._counts["rate_waits"] += 1
+        queue = self._waiting[reply.customer_id] = _Queue(reply.customer_id)
+        self._add_waiting(queue, _Pending(reply, _WAITING), last=True)
+        self._schedule(queue, retry_at)
+        return None
+
+    def _drain(self, queue: _Queue, now: float, reports: list[DeliveryReport]) -> None:
+        """Send a customer's waiting replies in order while the allowance lets them go."""
+        items = queue.items
+        while items:
+            head = next(iter(items.values()))
+            reply = head.reply
+            if reply.deadline < now:
+                self._remove_waiting(head)
+                reports.append(self._fail(reply, "timeouts", Reason.TIMEOUT, _late(now, reply)))
+                continue
+            if head.not_before > now:
+                self._schedule(queue, head.not_before)
+                return
+            decision = self._ratelog.try_acquire(queue.customer_id, now)
+            if decision.allowed:
+                self._transport.start(reply, now)
+                items.popitem(last=False)
+                self._n_waiting -= 1
+                head.state = _SENDING
+                continue
+            retry_at = decision.retry_at
+            assert retry_at is not None
+            if retry_at <= reply.deadline:
+                self._schedule(queue, retry_at)
+                return
+            self._remove_waiting(head)
+            reports.append(
+                self._fail(
+                    reply, "rate_limited", Reason.RATE_LIMITED, self._too_late(reply, now, retry_at)
+                )
+            )
+        # _remove_waiting already forgot the queue if its last reply failed.
+        if self._waiting.get(queue.customer_id) is queue:
+            del self._waiting[queue.customer_id]
+
+    def _on_result(self, result: SendResult, now: float, reports: list[DeliveryReport]) -> None:
+        message_id = result.message_id
+        pending = self._pending.get(message_id)
+        if pending is None or pending.state != _SENDING:
+            self._counts["stray_results"] += 1
+            return
+        del self._pending[message_id]
+        pending.state = _DONE
+        reply = pending.reply
+        if result.ok:
+            self._sent.seen_before(message_id)
+            self._counts["sent"] += 1
+            reports.append(DeliveryReport(message_id=message_id, ok=True, detail=result.detail))
+            return
+        retry_after = result.retry_after
+        if retry_after is not None and now + retry_after <= reply.deadline:
+            # The transport says the same send may succeed later (e.g. a pair-rate error):
+            # wait at the head of the customer's queue; a fresh _Pending leaves the old
+            # object's timers stale.
+            self._counts["transport_retries"] += 1
+            queue = self._waiting.get(reply.customer_id)
+            if queue is None:
+                queue = self._waiting[reply.customer_id] = _Queue(reply.customer_id)
+                self._schedule(queue, now + retry_after)
+            self._add_waiting(queue, _Pending(reply, _WAITING, now + retry_after), last=False)
+            return
+        self._counts["failed"] += 1
+        reason = result.reason or Reason.TRANSPORT_ERROR.value
+        reports.append(
+            DeliveryReport(message_id=message_id, ok=False, reason=reason, detail=result.detail)
+        )
+
+    def _add_waiting(self, queue: _Queue, pending: _Pending, *, last: bool) -> None:
+        message_id = pending.reply.message_id
+        queue.items[message_id] = pending
+        if not last:
+            queue.items.move_to_end(message_id, last=False)
+        self._pending[message_id] = pending
+        self._n_waiting += 1
+        # Fires at the first instant after the deadline: a send exactly at it is allowed.
+        self._push(math.nextafter(pending.reply.deadline, math.inf), pending)
+
+    def _remove_waiting(self, pending: _Pending) -> None:
+        reply = pending.reply
+        queue = self._waiting[reply.customer_id]
+        del queue.items[reply.message_id]
+        del self._pending[reply.message_id]
+        pending.state = _DONE
+        self._n_waiting -= 1
+        if not queue.items:
+            del self._waiting[reply.customer_id]
+
+    def _schedule(self, queue: _Queue, at: float) -> None:
+        self._push(at, queue)
+        queue.retry_seq = self._seq
+
+    def _push(self, at: float, what: _Queue | _Pending) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (at, self._seq, what))
+        # Stale timers linger until due; rebuild once they outnumber the live ones (one per
+        # waiting reply, one per waiting customer) so the heap stays O(pending).
+        if len(self._timers) > 2 * (self._n_waiting + len(self._waiting)) + 64:
+            self._timers = [timer for timer in self._timers if self._live(timer)]
+            heapq.heapify(self._timers)
+
+    def _live(self, timer: _Timer) -> bool:
+        _, seq, what = timer
+        if isinstance(what, _Queue):
+            return self._waiting.get(what.customer_id) is what and what.retry_seq == seq
+        return what.state == _WAITING
+
+    def _fail(
+        self, reply: OutboundReply, counter: str, reason: Reason, detail: str
+    ) -> DeliveryReport:
+        self._counts[counter] += 1
+        return DeliveryReport(
+            message_id=reply.message_id, ok=False, reason=reason.value, detail=detail
+        )
+
+    def _too_late(self, reply: OutboundReply, now: float, retry_at: float) -> str:
+        log = self._ratelog
+        return (
+            f"allowance of {log.allowance} sends per {log.window_s:g}s to this customer frees "
+            f"up in {retry_at - now:.3f}s, after the deadline in {reply.deadline - now:.3f}s"
+        )
+
+
+def _late(now: float, item: OutboundReply | _Pending) -> str:
+    reply = item.reply if isinstance(item, _Pending) else item
+    return f"deadline passed {now - reply.deadline:.3f}s before the send could start"

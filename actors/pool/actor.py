@@ -1,0 +1,114 @@
+"""The AI provider pool actor: a thin shell around ``PoolCore``.
+
+Provider calls never block the mailbox: each provider is sans-IO (a call is started, its
+result is polled later), so one process holds thousands of calls in flight.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors._actor import EngineActor
+from actors._wiring import ActorReport, Address, Configure, Configured, Forward, StatsQuery
+from actors.pool.core import PoolCore
+from protocols import AddProvider, AIBatch, AIFailure, AIReply, AIResults, RemoveProvider
+
+__all__ = ["PoolActor"]
+
+
+class PoolActor(EngineActor):
+    role = "ai_pool"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core: PoolCore | None = None
+        self.router: Address = None
+        self.router_generation = 0
+        self.outbox: list[AIReply | AIFailure] = []
+
+    def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
+        return {AIBatch: self.on_batch, Forward: self.on_forward, StatsQuery: self.on_stats}
+
+    def configure(self, msg: Configure, sender: Address) -> None:
+        c = msg.config
+        self.core = PoolCore(
+            max_providers=c.max_providers,
+            cooldown_s=c.provider_cooldown_s,
+            allowed_fails=c.provider_allowed_fails,
+            capacity=c.max_concurrent_processing,
+            rng=random.Random(msg.seed),
+        )
+        report = self.core.load(msg.providers, time.time())
+        self._log_load(report.left_out)
+        self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
+
+    def _log_load(self, left_out: tuple[str, ...]) -> None:
+        if left_out:
+            self.log.warning(
+                "AI provider limit ({}) reached: {} providers left out ({})",
+                self._core_.stats().get("max_providers", "max"),
+                len(left_out),
+                ", ".join(left_out[:10]),
+            )
+
+    @property
+    def _core_(self) -> PoolCore:
+        assert self.core is not None, "pool used before Configure"
+        return self.core
+
+    def on_batch(self, msg: AIBatch, sender: Address) -> None:
+        self.router, self.router_generation = sender, msg.generation
+        self.outbox += self._core_.submit(msg.requests, time.time())
+
+    def on_forward(self, msg: Forward, sender: Address) -> None:
+        core, now, command = self._core_, time.time(), msg.message
+        if isinstance(command, AddProvider):
+            result = core.add_provider(command.spec, now)
+            if result.ok and result.detail:
+                self.log.warning("add_provider {}: {}", command.spec.name, result.detail)
+        elif isinstance(command, RemoveProvider):
+            result = core.remove_provider(command.name, now)
+        else:
+            self.log.warning("ignored forwarded {}", type(command).__name__)
+            return
+        self.send(msg.reply_to, result)
+
+    def next_wakeup(self) -> float | None:
+        return self.core.next_wakeup() if self.core else None
+
+    def on_tick(self, now: float) -> None:
+        if self.core is not None:
+            self.outbox += self.core.poll(now)
+
+    def after_turn(self, now: float) -> None:
+        if self.outbox and self.router is not None:
+            self.send(
+                self.router,
+                AIResults(results=tuple(self.outbox), generation=self.router_generation),
+            )
+        self.outbox = []
+
+    def on_stats(self, msg: StatsQuery, sender: Address) -> None:
+        core = self._core_
+        stats = core.stats()
+        self.send(
+            sender,
+            ActorReport(
+                token=msg.token,
+                role=self.role,
+                name=self.name,
+                generation=self.generation,
+                pid=self.pid,
+                depth=core.pending,
+                capacity=core.capacity,
+                counters={k: int(v) for k, v in stats.items()},
+                extra={"providers": [p.name for p in core.providers()]},
+            ),
+        )
+
+    def on_exit(self) -> None:
+        if self.core is not None:
+            self.core.close()

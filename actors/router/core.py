@@ -1,0 +1,433 @@
+"""The conversation router's pure core: admission, per-customer order, deadlines, outcomes.
+
+The router owns every accepted message from admission to outcome. Its core is fed events
+(submissions, AI results, delivery reports, account and pool lifecycle changes, the
+clock) and accumulates effects: AI requests for the pool, replies for each account, and
+outcomes for the gateway. The actor sends the effects after each turn, one batch per
+receiver, which is what keeps a TCP pipeline fast.
+
+Every accepted message is live in the ``ConversationGate`` until it ends, and the gate
+caps how many are in processing (``max_concurrent_processing``). So the number of items
+outstanding at the pool or at any account never exceeds that cap: the gate is the credit
+window of the whole pipeline, and each downstream actor declares it as its capacity.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from actors.config import EngineConfig
+from actors.cores.dedupe import DedupeSet
+from actors.cores.gate import ConversationGate, Item
+from protocols import (
+    Accepted,
+    AIFailure,
+    AIReply,
+    AIRequest,
+    DeliveryReport,
+    InboundMessage,
+    OutboundReply,
+    Outcome,
+    Reason,
+    Rejected,
+    Status,
+)
+
+__all__ = ["Flight", "RouterCore"]
+
+MAX_SEND_ATTEMPTS = 3
+"""Times a reply is handed to (successive generations of) its account before it fails."""
+
+
+@dataclass(slots=True)
+class Flight:
+    """One message in processing: where it is in the pipeline."""
+
+    msg: InboundMessage
+    deadline: float
+    stage: str = "ai"  # "ai": at the pool; "send": at the account
+    reply: str | None = None
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Outbox:
+    to_pool: list[AIRequest] = field(default_factory=list)
+    to_accounts: dict[str, list[OutboundReply]] = field(default_factory=dict)
+    cancel_pool: list[str] = field(default_factory=list)
+
+
+class RouterCore:
+    """Admission and bookkeeping of the router; see the module docstring."""
+
+    __slots__ = (
+        "_accounts",
+        "_config",
+        "_counters",
+        "_dedupe",
+        "_flights",
+        "_gate",
+        "_live_by_account",
+        "_outbox",
+        "_outcomes",
+        "alerts",
+        "draining",
+        "pool_up",
+    )
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        self._dedupe = DedupeSet(config.dedupe_capacity)
+        self._gate: ConversationGate[InboundMessage] = ConversationGate(
+            max_processing=config.max_concurrent_processing,
+            max_queue_per_customer=config.max_pending_per_customer,
+            timeout_s=config.processing_timeout_s,
+            warn_ratio=config.occupancy_warn_ratio,
+        )
+        self._accounts: dict[str, str] = {}  # account_id -> "up" | "down" | "failed"
+        self._live_by_account: dict[str, set[str]] = {}
+        self._flights: dict[str, Flight] = {}
+        self._outcomes: deque[Outcome] = deque()
+        self._outbox = _Outbox()
+        self._counters: Counter[str] = Counter()
+        self.alerts: list[str] = []
+        self.draining = False
+        self.pool_up = True
+
+    # --- admission ------------------------------------------------------------------------
+
+    def submit(
+        self, messages: Iterable[InboundMessage], now: float, *, readmit: bool = False
+    ) -> list[Accepted | Rejected]:
+        """Admit, queue or refuse each message; accepted ones will get exactly one outcome."""
+        return [self._admit(msg, now, readmit) for msg in messages]
+
+    def _admit(self, msg: InboundMessage, now: float, readmit: bool) -> Accepted | Rejected:
+        mid = msg.message_id
+        state = self._accounts.get(msg.account_id)
+        if self.draining:
+            return self._reject(mid, Reason.SHUTTING_DOWN, "the engine is shutting down")
+        if state is None:
+            return self._reject(mid, Reason.UNKNOWN_ACCOUNT, f"no account {msg.account_id!r}")
+        if state == "failed":
+            return self._reject(
+                mid, Reason.ACCOUNT_FAILED, f"account {msg.account_id!r} has failed"
+            )
+        if not readmit and mid in self._dedupe:
+            self._dedupe.seen_before(mid)  # refresh: a redelivery keeps the id remembered
+            return self._reject(mid, Reason.DUPLICATE, "message id seen before")
+        if not readmit and len(self._outcomes) >= self._config.max_uncollected_outcomes:
+            return self._reject(
+                mid,
+                Reason.CAPACITY,
+                f"{len(self._outcomes)} outcomes wait to be collected "
+                f"(max_uncollected_outcomes={self._config.max_uncollected_outcomes})",
+            )
+        offer = self._gate.offer(f"{msg.account_id}/{msg.customer_id}", mid, msg, now)
+        if offer.occupancy_alert:
+            self.alerts.append(
+                f"{self._gate.processing} of {self._config.max_concurrent_processing} "
+                "customers in processing (occupancy warning)"
+            )
+        if offer.item is None:
+            reason = offer.reason or Reason.CAPACITY
+            detail = {
+                "capacity": f"{self._config.max_concurrent_processing} customers already "
+                "in processing (max_concurrent_processing)",
+                "customer_backlog": f"{self._config.max_pending_per_customer} messages "
+                "already wait for this customer (max_pending_per_customer)",
+                "duplicate": "message id already in processing",
+            }.get(reason, "")
+            return self._reject(mid, reason, detail)
+        self._dedupe.seen_before(mid)
+        self._live_by_account.setdefault(msg.account_id, set()).add(mid)
+        self._counters["accepted"] += 1
+        if readmit:
+            self._counters["readmitted"] += 1
+        if offer.decision == "admit":
+            self._start(offer.item, now)
+        return Accepted(message_id=mid, deadline=offer.item.deadline)
+
+    def _reject(self, message_id: str, reason: str, detail: str) -> Rejected:
+        self._counters[f"reject.{reason}"] += 1
+        return Rejected(message_id=message_id, reason=reason, detail=detail)
+
+    def _start(self, item: Item[InboundMessage], now: float) -> None:
+        msg = item.payload
+        self._flights[msg.message_id] = Flight(msg=msg, deadline=item.deadline)
+        if not self.pool_up:
+            self._finish(
+                msg.message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="the AI pool failed"
+            )
+            return
+        self._outbox.to_pool.append(
+            AIRequest(
+                message_id=msg.message_id,
+                account_id=msg.account_id,
+                customer_id=msg.customer_id,
+                text=msg.text,
+                deadline=item.deadline,
+            )
+        )
+
+    # --- results from the pool and the accounts ---------------------------------------------
+
+    def on_ai_results(self, results: Iterable[AIReply | AIFailure], now: float) -> None:
+        """Route each AI reply to its account; end the message on an AI failure."""
+        for result in results:
+            flight = self._flights.get(result.message_id)
+            if flight is None or flight.stage != "ai":
+                self._counters["late_replies"] += 1
+                continue
+            if isinstance(result, AIFailure):
+                status = Status.TIMEOUT if result.reason == Reason.TIMEOUT else Status.FAILED
+                self._finish(result.message_id, status, result.reason, now, detail=result.detail)
+                continue
+            flight.stage = "send"
+            flight.reply = result.text
+            self._send(flight, now)
+
+    def _send(self, flight: Flight, now: float) -> None:
+        msg = flight.msg
+        if flight.attempts >= MAX_SEND_ATTEMPTS:
+            self._finish(
+                msg.message_id,
+                Status.FAILED,
+                Reason.ACCOUNT_FAILED,
+                now,
+                detail=f"account crashed {flight.attempts} times while sending this reply",
+            )
+            return
+        if self._accounts.get(msg.account_id) != "up":
+            return  # sent when the account is (back) up: see account_up
+        flight.attempts += 1
+        assert flight.reply is not None
+        self._outbox.to_accounts.setdefault(msg.account_id, []).append(
+            OutboundReply(
+                account_id=msg.account_id,
+                customer_id=msg.customer_id,
+                message_id=msg.message_id,
+                text=flight.reply,
+                deadline=flight.deadline,
+            )
+        )
+
+    def on_deliveries(self, reports: Iterable[DeliveryReport], now: float) -> None:
+        """End each message whose reply the account sent, or failed to send."""
+        for report in reports:
+            flight = self._flights.get(report.message_id)
+            if flight is None or flight.stage != "send":
+                self._counters["late_deliveries"] += 1
+                continue
+            if report.ok:
+                self._finish(report.message_id, Status.REPLIED, "", now, reply=flight.reply)
+            else:
+                status = Status.TIMEOUT if report.reason == Reason.TIMEOUT else Status.FAILED
+                self._finish(report.message_id, status, report.reason, now, detail=report.detail)
+
+    def _finish(
+        self,
+        message_id: str,
+        status: str,
+        reason: str,
+        now: float,
+        *,
+        reply: str | None = None,
+        detail: str = "",
+    ) -> None:
+        flight = self._flights.pop(message_id, None)
+        account_id = flight.msg.account_id if flight else None
+        step = self._gate.complete(message_id, now)
+        if step.completed is not None:
+            account_id = step.completed.payload.account_id
+        self._record(message_id, account_id, status, reason, reply, detail)
+        for item in step.started:
+            self._start(item, now)
+
+    def _record(
+        self,
+        message_id: str,
+        account_id: str | None,
+        status: str,
+        reason: str,
+        reply: str | None,
+        detail: str,
+    ) -> None:
+        if account_id is not None:
+            live = self._live_by_account.get(account_id)
+            if live is not None:
+                live.discard(message_id)
+        self._outcomes.append(
+            Outcome(message_id=message_id, status=status, reason=reason, reply=reply, detail=detail)
+        )
+        self._counters[f"outcome.{status}" + (f".{reason}" if reason else "")] += 1
+
+    # --- time -------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> int:
+        """End every message whose deadline passed with ``timeout``; returns how many."""
+        step = self._gate.expire(now)
+        for item in step.expired:
+            flight = self._flights.pop(item.item_id, None)
+            if flight is not None and flight.stage == "ai":
+                self._outbox.cancel_pool.append(item.item_id)
+            self._record(
+                item.item_id,
+                item.payload.account_id,
+                Status.TIMEOUT,
+                Reason.TIMEOUT,
+                None,
+                f"no outcome within processing_timeout_s={self._config.processing_timeout_s:g}",
+            )
+        for item in step.started:
+            self._start(item, now)
+        return len(step.expired)
+
+    def next_wakeup(self) -> float | None:
+        """When ``expire`` should run next."""
+        return self._gate.next_deadline()
+
+    # --- lifecycle of the other actors -------------------------------------------------------
+
+    def account_up(self, account_id: str, *, restarted: bool, now: float) -> int:
+        """An account (re)started; re-send the replies its previous generation held."""
+        self._accounts[account_id] = "up"
+        resent = 0
+        for flight in list(self._flights.values()):
+            if flight.msg.account_id == account_id and flight.stage == "send":
+                self._send(flight, now)
+                resent += 1
+        if restarted:
+            self._counters["resent_after_restart"] += resent
+        return resent
+
+    def account_down(self, account_id: str) -> None:
+        """An account crashed and waits for its restart: hold its replies until then."""
+        if account_id in self._accounts:
+            self._accounts[account_id] = "down"
+
+    def account_gone(self, account_id: str, *, failed: bool, now: float) -> int:
+        """An account failed for good or was removed: end all its messages."""
+        if failed:
+            self._accounts[account_id] = "failed"
+            status, reason = Status.FAILED, Reason.ACCOUNT_FAILED
+            detail = f"account {account_id!r} failed past its restart policy"
+        else:
+            self._accounts.pop(account_id, None)
+            status, reason = Status.REJECTED, Reason.UNKNOWN_ACCOUNT
+            detail = f"account {account_id!r} was removed"
+        ended = 0
+        for message_id in list(self._live_by_account.pop(account_id, ())):
+            flight = self._flights.pop(message_id, None)
+            if flight is not None and flight.stage == "ai":
+                self._outbox.cancel_pool.append(message_id)
+            step = self._gate.cancel(message_id)
+            self._record(message_id, None, status, reason, None, detail)
+            ended += 1
+            for item in step.started:
+                self._start(item, now)
+        return ended
+
+    def pool_restarted(self) -> int:
+        """The AI pool came back with a new generation: ask it again for what it held."""
+        self.pool_up = True
+        resent = 0
+        for flight in self._flights.values():
+            if flight.stage == "ai":
+                m = flight.msg
+                self._outbox.to_pool.append(
+                    AIRequest(
+                        message_id=m.message_id,
+                        account_id=m.account_id,
+                        customer_id=m.customer_id,
+                        text=m.text,
+                        deadline=flight.deadline,
+                    )
+                )
+                resent += 1
+        self._counters["resent_after_restart"] += resent
+        return resent
+
+    def pool_failed(self, now: float) -> int:
+        """The AI pool failed for good: every message waiting for it fails ``no_provider``."""
+        self.pool_up = False
+        waiting = [mid for mid, f in self._flights.items() if f.stage == "ai"]
+        for message_id in waiting:
+            self._finish(
+                message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="AI pool failed"
+            )
+        return len(waiting)
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    def start_drain(self) -> None:
+        """Refuse new submissions from now on; in-flight messages carry on."""
+        self.draining = True
+
+    @property
+    def drained(self) -> bool:
+        return len(self._gate) == 0
+
+    def abandon_all(self) -> list[str]:
+        """End every live message with ``abandoned``; returns their ids."""
+        items = self._gate.drain()
+        for item in items:
+            self._flights.pop(item.item_id, None)
+            self._record(
+                item.item_id,
+                item.payload.account_id,
+                Status.ABANDONED,
+                Reason.SHUTDOWN,
+                None,
+                "still pending when the drain deadline passed",
+            )
+        return [item.item_id for item in items]
+
+    # --- effects and stats -----------------------------------------------------------------
+
+    def take_outbox(self) -> tuple[list[AIRequest], dict[str, list[OutboundReply]], list[str]]:
+        """Hand the accumulated sends to the actor (and forget them)."""
+        box, self._outbox = self._outbox, _Outbox()
+        return box.to_pool, box.to_accounts, box.cancel_pool
+
+    def collect(self, max_items: int) -> list[Outcome]:
+        """Hand over up to ``max_items`` outcomes, oldest first."""
+        n = min(max_items, len(self._outcomes))
+        return [self._outcomes.popleft() for _ in range(n)]
+
+    @property
+    def outcomes_ready(self) -> int:
+        return len(self._outcomes)
+
+    @property
+    def capacity(self) -> int:
+        """The most messages the router can hold: in processing plus queued behind them."""
+        return self._config.max_concurrent_processing * (1 + self._config.max_pending_per_customer)
+
+    @property
+    def in_flight(self) -> int:
+        """Accepted messages without an outcome yet (queued or in processing)."""
+        return len(self._gate)
+
+    def outstanding(self) -> tuple[int, dict[str, int]]:
+        """Items held by the pool, and by each account (for depth/capacity in stats)."""
+        pool = 0
+        accounts: Counter[str] = Counter()
+        for flight in self._flights.values():
+            if flight.stage == "ai":
+                pool += 1
+            else:
+                accounts[flight.msg.account_id] += 1
+        return pool, dict(accounts)
+
+    def counters(self) -> dict[str, int]:
+        out = dict(self._counters)
+        out["dedupe.evictions"] = self._dedupe.evictions
+        out["gate.peak_processing"] = self._gate.peak_processing
+        out["gate.late_completions"] = self._gate.late_completions
+        out["gate.processing"] = self._gate.processing
+        out["gate.queued"] = self._gate.queued
+        out["outcomes_ready"] = len(self._outcomes)
+        return out

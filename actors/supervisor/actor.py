@@ -1,0 +1,455 @@
+"""The supervisor actor: parent of the router, the AI pool and every account.
+
+It enforces the instance cap, restarts crashed children under a ``RestartPolicy`` (a new
+child has a new address and a higher generation), tells the router what changed, and runs
+the ordered teardown. Its bookkeeping lives in ``SupervisorCore``; this module is the
+Thespian shell: it creates actors, sends messages and arms timers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from thespian.actors import ActorExitRequest
+
+from actors._actor import EngineActor
+from actors._wiring import (
+    AccountGone,
+    AccountUp,
+    ActorReport,
+    Address,
+    AskChild,
+    Configure,
+    Configured,
+    Drain,
+    DrainDone,
+    EngineStarted,
+    Forward,
+    PoolUp,
+    RouterLocation,
+    StartEngine,
+    StatsQuery,
+    SupervisorStats,
+    WhereIsRouter,
+    WiringAck,
+)
+from actors.supervisor.core import Child, ShutdownPlan, SupervisorCore
+from protocols import (
+    AccountEvent,
+    AddAccount,
+    AddProvider,
+    CommandResult,
+    RemoveAccount,
+    RemoveProvider,
+    ShutdownRequest,
+)
+
+__all__ = ["ShutdownDone", "SupervisorActor"]
+
+STATS_TIMEOUT_S = 1.0
+
+
+class ShutdownDone:
+    """Supervisor -> facade: the teardown report and the router's last outcomes."""
+
+    __slots__ = ("outcomes", "report")
+
+    def __init__(self, report: Any, outcomes: tuple[Any, ...]) -> None:
+        self.report = report
+        self.outcomes = outcomes
+
+
+class SupervisorActor(EngineActor):
+    role = "supervisor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core: SupervisorCore | None = None
+        self.seed = 0
+        self.facade: Address = None
+        self.addresses: dict[tuple[str, str], Address] = {}
+        self.waiting: dict[int, tuple[Address, str, str]] = {}  # token -> (asker, command, name)
+        self.adding: dict[str, Address] = {}  # account id -> the facade asking to add it
+        self.stats_pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
+        self.plan: ShutdownPlan | None = None
+        self.shutdown_asker: Address = None
+        self.shutdown_outcomes: tuple[Any, ...] = ()
+        self._token = 0
+
+    def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
+        return {
+            StartEngine: self.on_start,
+            Configured: self.on_configured,
+            WiringAck: self.on_wiring_ack,
+            AddAccount: self.on_add_account,
+            RemoveAccount: self.on_remove_account,
+            AddProvider: self.on_provider_command,
+            RemoveProvider: self.on_provider_command,
+            WhereIsRouter: self.on_where_is_router,
+            StatsQuery: self.on_stats,
+            ActorReport: self.on_report,
+            ShutdownRequest: self.on_shutdown,
+            DrainDone: self.on_drain_done,
+            AskChild: self.on_ask_child,
+        }
+
+    def _next_token(self) -> int:
+        self._token += 1
+        return self._token
+
+    @property
+    def _core(self) -> SupervisorCore:
+        assert self.core is not None, "supervisor used before StartEngine"
+        return self.core
+
+    # --- start ----------------------------------------------------------------------------
+
+    def on_start(self, msg: StartEngine, sender: Address) -> None:
+        self.base = msg.base
+        self.seed = msg.seed
+        self.core = SupervisorCore(msg.config, seed=msg.seed)
+        self.facade = sender
+        self.log.info("starting engine on {}", msg.base)
+        self._spawn(self._core.add_child("ai_pool", "ai_pool"))
+        self._spawn(self._core.add_child("router", "router"))
+
+    def _spawn(self, child: Child) -> None:
+        from actors.account.actor import AccountActor
+        from actors.pool.actor import PoolActor
+        from actors.router.actor import RouterActor
+
+        cls = {"router": RouterActor, "ai_pool": PoolActor, "account": AccountActor}[child.role]
+        address = self.createActor(cls)
+        self.addresses[(child.role, child.name)] = address
+        core = self._core
+        pool = core.children.get(("ai_pool", "ai_pool"))
+        accounts = tuple(
+            (c.name, self.addresses[(c.role, c.name)], c.generation)
+            for c in core.accounts()
+            if c.state == "up"
+        )
+        self.send(
+            address,
+            Configure(
+                role=child.role,
+                name=child.name,
+                generation=child.generation,
+                config=core.config,
+                base=self.base,
+                seed=self.seed + child.generation * 7919 + hash(child.name) % 1000,
+                account=child.spec,
+                providers=core.provider_specs(),
+                pool=self.addresses.get(("ai_pool", "ai_pool")) if pool else None,
+                pool_generation=pool.generation if pool else 0,
+                accounts=accounts,
+                failed_accounts=tuple(c.name for c in core.accounts() if c.state == "failed"),
+            ),
+        )
+
+    def on_configured(self, msg: Configured, sender: Address) -> None:
+        core = self._core
+        child = core.children.get((msg.role, msg.name))
+        if child is None or child.generation != msg.generation:
+            return
+        if not msg.ok:
+            self.log.error("{} {} failed to configure: {}", msg.role, msg.name, msg.error)
+            child.state = "stopping"
+            self.send(sender, ActorExitRequest())
+            self._reply_adding(msg.name, ok=False, error="invalid_account", detail=msg.error)
+            self._core.remove_child(child)
+            return
+        restarted = child.generation > 1
+        core.child_up(child, msg.pid, time.time())
+        router = self._router_address()
+        if msg.role == "account":
+            token = 0
+            asker = self.adding.pop(msg.name, None)
+            if asker is not None:
+                token = self._next_token()
+                self.waiting[token] = (asker, "add_account", msg.name)
+            if router is not None and core.is_up("router"):
+                self.send(router, AccountUp(msg.name, sender, msg.generation, restarted, token))
+            elif token:
+                self._reply(token, ok=True)
+            self._event(msg.name, "restarted" if restarted else "connected")
+        elif msg.role == "ai_pool":
+            if router is not None and core.is_up("router"):
+                self.send(router, PoolUp(sender, msg.generation, restarted))
+        elif msg.role == "router" and restarted:
+            self.log.warning("router restarted as generation {}", msg.generation)
+        if self.facade is not None and core.is_up("router") and core.is_up("ai_pool"):
+            router_child = core.children[("router", "router")]
+            self.send(
+                self.facade,
+                EngineStarted(router, router_child.generation, os.getpid(), os.getppid()),
+            )
+            self.facade = None
+
+    def _router_address(self) -> Address:
+        return self.addresses.get(("router", "router"))
+
+    def _event(self, account_id: str, kind: str, detail: str = "") -> None:
+        router = self._router_address()
+        if router is not None and self._core.is_up("router"):
+            self.send(
+                router,
+                AccountEvent(account_id=account_id, kind=kind, at=time.time(), detail=detail),
+            )
+
+    # --- commands from the facade -------------------------------------------------------------
+
+    def on_add_account(self, msg: AddAccount, sender: Address) -> None:
+        spec = msg.spec
+        error = self._core.check_add_account(spec.account_id)
+        if error is not None:
+            code, detail = error
+            self.log.warning(detail)
+            self.send(
+                sender, CommandResult(command="add_account", ok=False, error=code, detail=detail)
+            )
+            return
+        child = self._core.add_child("account", spec.account_id, spec=spec)
+        self.adding[spec.account_id] = sender
+        self._spawn(child)
+
+    def on_remove_account(self, msg: RemoveAccount, sender: Address) -> None:
+        child = self._core.children.get(("account", msg.account_id))
+        if child is None:
+            self.send(
+                sender,
+                CommandResult(
+                    command="remove_account",
+                    ok=False,
+                    error="unknown_account",
+                    detail=f"no account {msg.account_id!r}",
+                ),
+            )
+            return
+        self._stop_child(child)
+        self._core.remove_child(child)  # frees the instance slot now
+        token = self._next_token()
+        self.waiting[token] = (sender, "remove_account", msg.account_id)
+        router = self._router_address()
+        if router is not None and self._core.is_up("router"):
+            self.send(router, AccountGone(msg.account_id, "removed", token))
+        else:
+            self._reply(token, ok=True)
+        self._event(msg.account_id, "removed")
+
+    def _stop_child(self, child: Child) -> None:
+        address = self.addresses.get((child.role, child.name))
+        if child.state in ("up", "starting") and address is not None:
+            child.state = "stopping"
+            self.send(address, ActorExitRequest())
+        else:
+            child.state = "stopped"
+
+    def on_wiring_ack(self, msg: WiringAck, sender: Address) -> None:
+        if msg.token in self.waiting:
+            detail = f"{msg.ended} pending messages ended" if msg.ended else ""
+            self._reply(msg.token, ok=True, detail=detail)
+
+    def _reply(self, token: int, *, ok: bool, error: str = "", detail: str = "") -> None:
+        asker, command, _ = self.waiting.pop(token)
+        self.send(asker, CommandResult(command=command, ok=ok, error=error, detail=detail))
+
+    def _reply_adding(self, account_id: str, **kw: Any) -> None:
+        asker = self.adding.pop(account_id, None)
+        if asker is not None:
+            self.send(asker, CommandResult(command="add_account", **kw))
+
+    def on_provider_command(self, msg: AddProvider | RemoveProvider, sender: Address) -> None:
+        if isinstance(msg, AddProvider):
+            self._core.remember_provider(msg.spec)
+        else:
+            self._core.forget_provider(msg.name)
+        pool = self.addresses.get(("ai_pool", "ai_pool"))
+        if pool is None or not self._core.is_up("ai_pool"):
+            command = "add_provider" if isinstance(msg, AddProvider) else "remove_provider"
+            self.send(
+                sender,
+                CommandResult(
+                    command=command, ok=True, detail="recorded; applied when the AI pool is up"
+                ),
+            )
+            return
+        self.send(pool, Forward(msg, sender))
+
+    def on_ask_child(self, msg: AskChild, sender: Address) -> None:
+        address = self.addresses.get((msg.role, msg.name))
+        if address is None or not self._core.is_up(msg.role, msg.name):
+            self.send(
+                sender,
+                CommandResult(
+                    command="ask_child",
+                    ok=False,
+                    error="not_up",
+                    detail=f"{msg.role} {msg.name!r} is not up",
+                ),
+            )
+            return
+        self.send(address, Forward(msg.message, sender))
+
+    def on_where_is_router(self, msg: WhereIsRouter, sender: Address) -> None:
+        child = self._core.children.get(("router", "router"))
+        up = child is not None and child.state == "up"
+        self.send(
+            sender, RouterLocation(self._router_address(), child.generation if child else 0, up)
+        )
+
+    # --- crashes and restarts -------------------------------------------------------------
+
+    def on_child_exited(self, address: Address) -> None:
+        key = next((k for k, a in self.addresses.items() if a == address), None)
+        if key is None:
+            return
+        core = self._core
+        child = core.children.get(key)
+        if child is None or child.state == "stopped":
+            return
+        if child.state == "stopping":
+            child.state = "stopped"
+            self._advance_shutdown(time.time())
+            return
+        now = time.time()
+        decision = core.child_crashed(child, now)
+        router = self._router_address()
+        if decision.give_up:
+            self.log.error("{} {} failed for good: {}", child.role, child.name, decision.reason)
+            if child.role == "account":
+                if router is not None and core.is_up("router"):
+                    self.send(router, AccountGone(child.name, "failed"))
+                self._event(child.name, "failed", decision.reason)
+            elif child.role == "ai_pool" and router is not None:
+                self.send(router, PoolUp(None, child.generation, False, failed=True))
+            self._reply_adding(child.name, ok=False, error="account_failed", detail=decision.reason)
+            return
+        self.log.warning(
+            "{} {} exited unexpectedly; restart {} in {:.3f} s",
+            child.role,
+            child.name,
+            child.restarts,
+            decision.delay_s,
+        )
+        if child.role == "account" and router is not None and core.is_up("router"):
+            self.send(router, AccountGone(child.name, "down"))
+            self._event(child.name, "disconnected", "actor exited; restarting")
+        self.wakeupAfter_at(
+            now + decision.delay_s, ("restart", child.role, child.name, child.generation)
+        )
+
+    def wakeupAfter_at(self, at: float, payload: Any) -> None:  # noqa: N802
+        from datetime import timedelta
+
+        self.wakeupAfter(timedelta(seconds=max(0.0, at - time.time())), payload=payload)
+
+    def on_wakeup(self, payload: Any, now: float) -> None:
+        kind = payload[0]
+        if kind == "restart":
+            _, role, name, generation = payload
+            child = self._core.children.get((role, name))
+            if child is not None and child.state == "down" and child.generation == generation:
+                self._core.respawn(child)
+                self._spawn(child)
+        elif kind == "stats":
+            self._finish_stats(payload[1])
+        elif kind == "stage":
+            self._advance_shutdown(now, timed_out=payload[1])
+
+    # --- stats ----------------------------------------------------------------------------
+
+    def on_stats(self, msg: StatsQuery, sender: Address) -> None:
+        token = self._next_token()
+        up = [c for c in self._core.children.values() if c.state == "up"]
+        self.stats_pending[token] = (sender, [], len(up))
+        for child in up:
+            self.send(self.addresses[(child.role, child.name)], StatsQuery(token))
+        if not up:
+            self._finish_stats(token)
+        else:
+            self.wakeupAfter_at(time.time() + STATS_TIMEOUT_S, ("stats", token))
+
+    def on_report(self, msg: ActorReport, sender: Address) -> None:
+        pending = self.stats_pending.get(msg.token)
+        if pending is None:
+            return
+        pending[1].append(msg)
+        if len(pending[1]) >= pending[2]:
+            self._finish_stats(msg.token)
+
+    def _finish_stats(self, token: int) -> None:
+        pending = self.stats_pending.pop(token, None)
+        if pending is None:
+            return
+        asker, reports, _ = pending
+        core = self._core
+        own = ActorReport(
+            token,
+            self.role,
+            self.role,
+            1,
+            os.getpid() if self.pid else None,
+            len(self.waiting),
+            core.config.max_instances + 2,
+            core.counters(),
+            {"admin_pid": os.getppid() if self.pid else None},
+        )
+        self.send(asker, SupervisorStats((own, *reports), core.child_table(), core.counters()))
+
+    # --- ordered teardown -------------------------------------------------------------------
+
+    def on_shutdown(self, msg: ShutdownRequest, sender: Address) -> None:
+        now = time.time()
+        self.shutdown_asker = sender
+        self.plan = ShutdownPlan(now, msg.timeout_s, msg.drain_timeout_s)
+        self._core.shutting_down = True
+        router = self._router_address()
+        if router is not None and self._core.is_up("router"):
+            self.send(router, Drain(self.plan.drain_deadline))
+            self.wakeupAfter_at(self.plan.drain_deadline + 0.5, ("stage", "drain"))
+        else:
+            self.plan.finish_stage("drain", now, drained=0, abandoned=0)
+            self._advance_shutdown(now)
+
+    def on_drain_done(self, msg: DrainDone, sender: Address) -> None:
+        if self.plan is None or self.plan.stage != "drain":
+            return
+        self.shutdown_outcomes = msg.outcomes
+        self.plan.abandoned_ids = msg.abandoned
+        self.plan.finish_stage(
+            "drain", time.time(), drained=msg.drained, abandoned=len(msg.abandoned)
+        )
+        self._advance_shutdown(time.time())
+
+    def _advance_shutdown(self, now: float, timed_out: str | None = None) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        if timed_out is not None and timed_out != plan.stage:
+            return  # a stale stage timer
+        if plan.stage == "drain":
+            if timed_out != "drain":
+                return
+            self.log.error("the router did not answer the drain in time")
+            plan.finish_stage("drain", now, drained=0, abandoned=0)
+        while plan.stage is not None:
+            role = plan.stage_role()
+            children = [c for c in self._core.children.values() if c.role == role]
+            for child in children:
+                if child.state not in ("stopping", "stopped"):
+                    self._stop_child(child)
+            left = [c for c in children if c.state != "stopped"]
+            if left and timed_out != plan.stage:
+                if not plan.stage_timer_armed:
+                    plan.stage_timer_armed = True
+                    self.wakeupAfter_at(plan.stage_deadline(now), ("stage", plan.stage))
+                return
+            if left:
+                self.log.error("stage {}: {} actors did not stop in time", plan.stage, len(left))
+            plan.finish_stage(plan.stage, now, drained=0, abandoned=len(left) * 0)
+            timed_out = None
+        self.send(self.shutdown_asker, ShutdownDone(plan.report(now), self.shutdown_outcomes))
+        self.plan = None

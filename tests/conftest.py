@@ -1,0 +1,55 @@
+"""Shared fixtures: engines on both bases that always shut down and leave no process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import _procs
+from actors.config import EngineConfig
+from actors.engine import Engine
+from protocols import ProviderSpec
+
+BASES = ["simpleSystemBase", "multiprocTCPBase"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _thespian_log(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Thespian's own log goes to $TMPDIR/thespian.log unless told otherwise.
+    os.environ["THESPLOG_FILE"] = str(tmp_path_factory.mktemp("thespian") / "thespian.log")
+
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
+    """Start engines; at teardown shut each down and check none of its processes is left."""
+    engines: list[Engine] = []
+
+    def make(
+        base: str = "multiprocTCPBase",
+        *,
+        echo: dict[str, Any] | None = None,
+        accounts: tuple[str, ...] = (),
+        **config: Any,
+    ) -> Engine:
+        config.setdefault("dead_letter_path", str(tmp_path / "dead-letters.bin"))
+        engine = Engine(EngineConfig(**config), base=base, seed=1234, ask_timeout_s=10.0)
+        engines.append(engine)
+        engine.start()
+        if echo is not None:
+            engine.add_provider(ProviderSpec(name="echo", kind="echo", priority=10, options=echo))
+        for account_id in accounts:
+            engine.add_account(account_id)
+        return engine
+
+    yield make
+    for engine in engines:
+        pids = engine.pids
+        engine.shutdown()
+        assert not [p for p in pids if _procs.alive(p)], "an actor process outlived shutdown"
