@@ -42,6 +42,7 @@ from actors.errors import EngineError, InstanceLimitError
 from actors.journal import DeadLetterJournal
 from actors.ledger import Ledger
 from actors.listeners import Listeners, Subscription
+from actors.logging import thespian_log_defs
 from actors.supervisor.actor import ShutdownDone, SupervisorActor
 from protocols import (
     Accepted,
@@ -144,7 +145,9 @@ class Engine:
             # embedding process (a test run with warnings as errors, say) has set.
             with warnings.catch_warnings():
                 warnings.simplefilter("default")
-                self._system = ActorSystem(self.base, capabilities, transientUnique=True)
+                self._system = ActorSystem(
+                    self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
+                )
             try:
                 self._supervisor = self._system.createActor(SupervisorActor)
                 started = self._system.ask(
