@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from actors.account.actor import LoopbackSent
-from protocols import AccountEvent, Accepted, Rejected
+from protocols import Accepted, AccountEvent, Rejected
 from tests.conftest import BASES, EngineFactory
 from tests.engine_helpers import actor, collect, inbound, wait_for
 
