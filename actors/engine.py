@@ -10,40 +10,30 @@ external API is not thread-safe.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import signal
-import socket
 import threading
 import time
-import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from loguru import logger
-from thespian.actors import ActorSystem
 
-from actors import _procs
+from actors._router_link import RouterLink
+from actors._stats import merge_stats
+from actors._system import SystemHandle
 from actors._wiring import (
-    ActorReport,
     AskChild,
-    EngineStarted,
-    RouterLocation,
-    StartEngine,
     StatsQuery,
     SupervisorStats,
-    WhereIsRouter,
 )
 from actors.config import EngineConfig
 from actors.errors import EngineError, InstanceLimitError
 from actors.journal import DeadLetterJournal
 from actors.ledger import Ledger
 from actors.listeners import Listeners, Subscription
-from actors.logging import thespian_log_defs
-from actors.supervisor.actor import ShutdownDone, SupervisorActor
+from actors.supervisor.actor import ShutdownDone
 from protocols import (
     Accepted,
     AccountEvent,
@@ -71,13 +61,6 @@ __all__ = ["BASES", "Engine"]
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
 _MARGIN_S = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Engine:
@@ -116,16 +99,14 @@ class Engine:
         )
         self._listeners = Listeners(max_per_account=c.max_listeners)
         self._lock = threading.RLock()
-        self._system: Any = None
+        self._sys: SystemHandle | None = None
         self._supervisor: Any = None
-        self._router: Any = None
-        self._router_generation = 0
+        self._link: RouterLink | None = None
         self._ready: deque[Outcome] = deque()
         self._counters: Counter[str] = Counter()
-        self._pids: set[int] = set()
-        self._admin_pid: int | None = None
         self._state = "new"  # new -> running -> stopping -> stopped
         self._report: ShutdownReport | None = None
+        self._journal: DeadLetterJournal | None = None
         self.log = logger.bind(actor="engine")
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -135,37 +116,17 @@ class Engine:
         with self._lock:
             if self._state != "new":
                 raise EngineError(f"can't start an engine that is {self._state}")
-            if self.base == "multiprocTCPBase":
-                self.admin_port = self.admin_port or _free_port()
-                capabilities = {"Admin Port": self.admin_port}
-            else:
-                capabilities = {}
-            # The admin and every actor process are forked from here and inherit the
-            # warning filters of this moment: give them Python's defaults, whatever the
-            # embedding process (a test run with warnings as errors, say) has set.
-            with warnings.catch_warnings():
-                warnings.simplefilter("default")
-                self._system = ActorSystem(
-                    self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
-                )
-            try:
-                self._supervisor = self._system.createActor(SupervisorActor)
-                started = self._system.ask(
-                    self._supervisor,
-                    StartEngine(self.config, self.base, self.seed),
-                    self.ask_timeout_s * 3,
-                )
-                if not isinstance(started, EngineStarted):
-                    raise EngineError(f"the supervisor did not start the engine (got {started!r})")
-            except BaseException:
-                self._system.shutdown()
-                raise
-            self._router = started.router
-            self._router_generation = started.router_generation
-            if self.base == "multiprocTCPBase":
-                self._admin_pid = started.admin_pid
-                self._pids.add(started.supervisor_pid)
-                self._remember_pids()
+            self._sys = SystemHandle(self.base, self.admin_port)
+            self.admin_port = self._sys.admin_port
+            started = self._sys.start(self.config, self.seed, self.ask_timeout_s * 3)
+            self._supervisor = self._sys.supervisor
+            self._link = RouterLink(
+                self._sys,
+                started.router,
+                started.router_generation,
+                ask_timeout_s=self.ask_timeout_s,
+                restart_wait_s=self.config.restart_max_backoff_s,
+            )
             self._state = "running"
             self.log.info("engine started on {} (admin port {})", self.base, self.admin_port)
             return self
@@ -187,7 +148,8 @@ class Engine:
             raise EngineError(f"the engine is {self._state}, not running")
 
     def _ask(self, target: Any, msg: Any, timeout: float | None = None) -> Any:
-        return self._system.ask(target, msg, self.ask_timeout_s if timeout is None else timeout)
+        assert self._sys is not None
+        return self._sys.ask(target, msg, self.ask_timeout_s if timeout is None else timeout)
 
     # --- management -----------------------------------------------------------------------
 
@@ -231,7 +193,6 @@ class Engine:
             reply = self._ask(self._supervisor, msg)
             if not isinstance(reply, CommandResult):
                 raise EngineError(f"no answer to {type(msg).__name__} (got {reply!r})")
-            self._remember_pids()
             return reply
 
     def subscribe(self, account_id: str, callback: Callable[[AccountEvent], None]) -> Subscription:
@@ -266,7 +227,7 @@ class Engine:
             if not batch:
                 return []
             reply = self._ask_router(
-                SubmitBatch(messages=batch, generation=self._router_generation)
+                SubmitBatch(messages=batch, generation=self._link.generation if self._link else 0)
             )
             if not isinstance(reply, SubmitResults):
                 return [self._refuse(m, "capacity", "the router is unavailable") for m in batch]
@@ -298,7 +259,7 @@ class Engine:
                     CollectOutcomes(
                         max_items=max(1, max_items - len(out)),
                         wait_s=wait_s,
-                        generation=self._router_generation,
+                        generation=self._link.generation if self._link else 0,
                     ),
                     timeout=wait_s + self.ask_timeout_s,
                 )
@@ -318,68 +279,13 @@ class Engine:
     def _accept_outcomes(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
         return [o for o in outcomes if self._ledger.resolve(o)]
 
-    def _ask_router(self, msg: Any, timeout: float | None = None) -> Any:
-        """Ask the router; if it is gone (crashed, restarted), find the new one and retry."""
-        reply = self._ask(self._router, msg, timeout)
-        if self._router_answer_ok(reply):
-            return reply
-        if not self._relocate_router():
-            return None
-        if isinstance(msg, SubmitBatch | CollectOutcomes):
-            msg = type(msg)(**{**_fields(msg), "generation": self._router_generation})
-        reply = self._ask(self._router, msg, timeout)
-        return reply if self._router_answer_ok(reply) else None
-
-    def _router_answer_ok(self, reply: Any) -> bool:
-        return (
-            isinstance(reply, SubmitResults | OutcomeBatch)
-            and reply.generation == self._router_generation
+    def _ask_router(self, msg: SubmitBatch | CollectOutcomes, timeout: float | None = None) -> Any:
+        assert self._link is not None
+        reply = self._link.ask(
+            msg, self.ask_timeout_s if timeout is None else timeout, self._ledger
         )
-
-    def _relocate_router(self) -> bool:
-        """Find the router's current generation; re-admit what the old one held."""
-        deadline = time.time() + self.ask_timeout_s + self.config.restart_max_backoff_s
-        while time.time() < deadline:
-            where = self._ask(self._supervisor, WhereIsRouter(), self.ask_timeout_s)
-            if not isinstance(where, RouterLocation):
-                return False
-            if where.up and where.generation != self._router_generation:
-                self._router, self._router_generation = where.address, where.generation
-                self._counters["router_relocations"] += 1
-                self.log.warning("router is now generation {}", where.generation)
-                self._readmit()
-                return True
-            if where.up:
-                return False  # same generation: it is alive but did not answer
-            threading.Event().wait(0.05)  # the router is restarting: poll the supervisor
-        return False
-
-    def _readmit(self) -> None:
-        pending = self._ledger.unresolved()
-        if not pending:
-            return
-        reply = self._ask(
-            self._router,
-            SubmitBatch(messages=tuple(pending), generation=self._router_generation, readmit=True),
-        )
-        if not isinstance(reply, SubmitResults):
-            return  # the ledger's deadlines still end each of them
-        self._counters["readmitted"] += len(pending)
-        for result in reply.results:
-            if isinstance(result, Rejected):
-                self._ready.extend(
-                    self._accept_outcomes(
-                        [
-                            Outcome(
-                                message_id=result.message_id,
-                                status="rejected",
-                                reason=result.reason,
-                                detail=f"refused on re-admission after a router restart: "
-                                f"{result.detail}",
-                            )
-                        ]
-                    )
-                )
+        self._ready.extend(self._accept_outcomes(self._link.take_refused()))
+        return reply
 
     # --- stats ----------------------------------------------------------------------------
 
@@ -394,75 +300,32 @@ class Engine:
 
     def _build_stats(self, reply: SupervisorStats) -> dict[str, Any]:
         counters: Counter[str] = Counter(self._counters)
+        if self._link is not None:
+            counters["router_relocations"] = self._link.relocations
+            counters["readmitted"] = self._link.readmitted
         counters.update(self._ledger.counters())
         counters["late_outcomes"] = self._ledger.late_outcomes
-        counters.update({f"supervisor.{k}": v for k, v in reply.counters.items()})
-        restarts = {(role, name): r for role, name, _, _, r in reply.children}
-        states = {(role, name): state for role, name, _, state, _ in reply.children}
-        by_role: dict[str, ActorReport] = {r.role: r for r in reply.reports}
-        router = by_role.get("router")
-        pool_depth = router.extra.get("pool_depth", 0) if router else 0
-        account_depth: dict[str, int] = router.extra.get("account_depth", {}) if router else {}
-        actors = []
-        for r in reply.reports:
-            depth, capacity = r.depth, r.capacity
-            if r.role == "ai_pool":
-                depth = pool_depth
-            elif r.role == "account":
-                depth = account_depth.get(r.name, 0)
-            counters.update(
-                {f"{r.role}.{k}": v for k, v in r.counters.items()} if r.role != "account" else {}
-            )
-            actors.append(
-                {
-                    "role": r.role,
-                    "name": r.name,
-                    "pid": r.pid,
-                    "depth": depth,
-                    "capacity": capacity,
-                    "restarts": restarts.get((r.role, r.name), 0),
-                    "generation": r.generation,
-                    "state": states.get((r.role, r.name), "up"),
-                    "counters": r.counters,
-                }
-            )
-            if r.pid:
-                self._pids.add(r.pid)
-        reported = {(a["role"], a["name"]) for a in actors}
-        for role, name, generation, state, restarts_n in reply.children:
-            if (role, name) not in reported:
-                actors.append(
-                    {
-                        "role": role,
-                        "name": name,
-                        "pid": None,
-                        "depth": 0,
-                        "capacity": 0,
-                        "restarts": restarts_n,
-                        "generation": generation,
-                        "state": state,
-                        "counters": {},
-                    }
-                )
-        counters["restarts"] = sum(restarts.values())
-        return {
-            "in_flight": self._ledger.in_flight,
-            "counters": dict(counters),
-            "actors": actors,
-            "router_generation": self._router_generation,
-            "admin_pid": self._admin_pid,
-            "base": self.base,
-        }
+        counters.update({f"listeners.{k}": int(v) for k, v in self._listeners.stats().items()})
+        if self._journal is not None:
+            counters["journal.overflow"] = self._journal.overflow
+        stats = merge_stats(reply, counters)
+        if self._sys is not None:
+            self._sys.remember_pids({a["pid"] for a in stats["actors"] if a["pid"]})
+        oldest = self._ledger.oldest_age(time.time())
+        stats.update(
+            in_flight=self._ledger.in_flight,
+            oldest_in_flight_s=oldest,
+            router_generation=self._link.generation if self._link else 0,
+            admin_pid=self._sys.admin_pid if self._sys else None,
+            base=self.base,
+        )
+        return stats
 
     def ask_child(self, role: str, name: str, message: Any) -> Any:
         """Send ``message`` to one child through the supervisor and return its answer."""
         with self._lock:
             self._require_running()
             return self._ask(self._supervisor, AskChild(role, name, message))
-
-    def _remember_pids(self) -> None:
-        if self._admin_pid is not None:
-            self._pids.update(_procs.descendants(self._admin_pid))
 
     # --- shutdown ---------------------------------------------------------------------------
 
@@ -478,7 +341,8 @@ class Engine:
                 return self._report
             self._state = "stopping"
             started = time.time()
-            self._remember_pids()
+            assert self._sys is not None
+            self._sys.remember_pids()
             c = self.config
             done = self._ask(
                 self._supervisor,
@@ -497,10 +361,10 @@ class Engine:
             for msg, outcome in self._ledger.abandon_all("shutdown"):
                 self._ready.append(outcome)
                 abandoned.append(msg.message_id)
-            journaled = self._journal([messages[i] for i in abandoned if i in messages])
+            journaled = self._write_journal([messages[i] for i in abandoned if i in messages])
             self._listeners.close_all()
             t0 = time.time()
-            self._stop_system()
+            self._sys.stop()
             stages.append(StageReport(name="actor_system", seconds=time.time() - t0, abandoned=0))
             self._report = ShutdownReport(
                 stages=tuple(stages), total_s=time.time() - started, abandoned=tuple(abandoned)
@@ -514,37 +378,30 @@ class Engine:
             )
             return self._report
 
-    def _journal(self, messages: list[InboundMessage]) -> int:
-        if not messages or not self.config.dead_letter_path:
+    def _write_journal(self, messages: list[InboundMessage]) -> int:
+        c = self.config
+        if not messages or not c.dead_letter_path:
             return 0
-        journal = DeadLetterJournal(
-            self.config.dead_letter_path, max_bytes=self.config.dead_letter_max_bytes
-        )
-        return journal.append(messages)
-
-    def _stop_system(self) -> None:
-        self._system.shutdown()
-        if self._admin_pid is None:
-            return
-        leftovers = _procs.wait_gone(self._pids | {self._admin_pid}, timeout_s=5.0)
-        for pid in leftovers:
-            self.log.error("process {} of this actor system outlived shutdown; killing it", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _procs.wait_gone(leftovers, timeout_s=2.0)
+        if self._journal is None:
+            self._journal = DeadLetterJournal(
+                c.dead_letter_path,
+                max_bytes=c.dead_letter_max_bytes,
+                max_frame_bytes=c.max_frame_bytes,
+            )
+        written = self._journal.append(messages)
+        if written < len(messages):
+            self.log.error(
+                "dead-letter journal shed {} messages (overflow {})",
+                len(messages) - written,
+                self._journal.overflow,
+            )
+        return written
 
     @property
     def pids(self) -> frozenset[int]:
         """Every process of this actor system seen so far (empty on simpleSystemBase)."""
-        pids = set(self._pids)
-        if self._admin_pid is not None:
-            pids.add(self._admin_pid)
-        return frozenset(pids)
+        return self._sys.pids if self._sys is not None else frozenset()
 
     @property
     def shutdown_report(self) -> ShutdownReport | None:
         return self._report
-
-
-def _fields(msg: Any) -> dict[str, Any]:
-    return {name: getattr(msg, name) for name in msg.__dataclass_fields__}

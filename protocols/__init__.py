@@ -49,6 +49,7 @@ from protocols.management import (
 from protocols.pipeline import (
     AIBatch,
     AIResults,
+    CancelBatch,
     CollectOutcomes,
     DeliveryBatch,
     OutcomeBatch,
@@ -75,6 +76,7 @@ __all__ = [
     "ActorStats",
     "AddAccount",
     "AddProvider",
+    "CancelBatch",
     "CodecError",
     "CollectOutcomes",
     "CommandResult",

@@ -25,6 +25,7 @@ from protocols.management import AccountEvent
 __all__ = [
     "AIBatch",
     "AIResults",
+    "CancelBatch",
     "CollectOutcomes",
     "DeliveryBatch",
     "OutcomeBatch",
@@ -87,6 +88,18 @@ class AIBatch(Message):
     """Router -> AI pool: requests to answer."""
 
     requests: tuple[AIRequest, ...]
+    generation: int = 0
+
+
+@message("cancel_batch")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelBatch(Message):
+    """Router -> AI pool: stop working on these (timed out, or their account is gone).
+
+    Without it the pool would hold them against its capacity until their deadline.
+    """
+
+    message_ids: tuple[str, ...]
     generation: int = 0
 
 

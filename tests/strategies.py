@@ -173,6 +173,9 @@ STRATEGIES |= {
         results=st.lists(STRATEGIES[p.AIReply] | STRATEGIES[p.AIFailure], max_size=4).map(tuple),
         generation=gens,
     ),
+    p.CancelBatch: st.builds(
+        p.CancelBatch, message_ids=st.lists(ids, max_size=4).map(tuple), generation=gens
+    ),
     p.SendBatch: st.builds(
         p.SendBatch,
         replies=st.lists(STRATEGIES[p.OutboundReply], max_size=3).map(tuple),

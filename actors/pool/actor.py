@@ -14,7 +14,15 @@ from typing import Any
 from actors._actor import EngineActor
 from actors._wiring import ActorReport, Address, Configure, Configured, Forward, StatsQuery
 from actors.pool.core import PoolCore
-from protocols import AddProvider, AIBatch, AIFailure, AIReply, AIResults, RemoveProvider
+from protocols import (
+    AddProvider,
+    AIBatch,
+    AIFailure,
+    AIReply,
+    AIResults,
+    CancelBatch,
+    RemoveProvider,
+)
 
 __all__ = ["PoolActor"]
 
@@ -30,7 +38,12 @@ class PoolActor(EngineActor):
         self.outbox: list[AIReply | AIFailure] = []
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
-        return {AIBatch: self.on_batch, Forward: self.on_forward, StatsQuery: self.on_stats}
+        return {
+            AIBatch: self.on_batch,
+            CancelBatch: self.on_cancel,
+            Forward: self.on_forward,
+            StatsQuery: self.on_stats,
+        }
 
     def configure(self, msg: Configure, sender: Address) -> None:
         c = msg.config
@@ -43,6 +56,8 @@ class PoolActor(EngineActor):
         )
         report = self.core.load(msg.providers, time.time())
         self._log_load(report.left_out)
+        for refused in report.refused:
+            self.log.error("provider {} refused: {}", refused.name, refused.detail)
         self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
 
     def _log_load(self, left_out: tuple[str, ...]) -> None:
@@ -63,12 +78,21 @@ class PoolActor(EngineActor):
         self.router, self.router_generation = sender, msg.generation
         self.outbox += self._core_.submit(msg.requests, time.time())
 
+    def on_cancel(self, msg: CancelBatch, sender: Address) -> None:
+        self._core_.cancel(msg.message_ids)
+
     def on_forward(self, msg: Forward, sender: Address) -> None:
         core, now, command = self._core_, time.time(), msg.message
         if isinstance(command, AddProvider):
             result = core.add_provider(command.spec, now)
-            if result.ok and result.detail:
-                self.log.warning("add_provider {}: {}", command.spec.name, result.detail)
+            if result.error == "provider_limit" or "left out" in result.detail:
+                self.log.warning(
+                    "AI provider limit ({}) reached: {}",
+                    core.stats()["max_providers"],
+                    result.detail,
+                )
+            elif not result.ok:
+                self.log.error("add_provider {} failed: {}", command.spec.name, result.detail)
         elif isinstance(command, RemoveProvider):
             result = core.remove_provider(command.name, now)
         else:

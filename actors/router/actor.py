@@ -31,6 +31,7 @@ from protocols import (
     AccountEvent,
     AIBatch,
     AIResults,
+    CancelBatch,
     CollectOutcomes,
     DeliveryBatch,
     OutcomeBatch,
@@ -204,7 +205,8 @@ class RouterActor(EngineActor):
             target = self.accounts.get(account_id)
             if target is not None:
                 self.send(target[0], SendBatch(replies=tuple(replies), generation=self.generation))
-        del cancel  # the pool drops cancelled work by its own deadline check
+        if cancel and self.pool is not None:
+            self.send(self.pool, CancelBatch(message_ids=tuple(cancel), generation=self.generation))
         if self.collector is not None and (self._core.outcomes_ready or now >= self.collector[2]):
             self._answer_collector()
         if self.drain is not None and (self._core.drained or now >= self.drain[1]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -139,7 +140,7 @@ class SupervisorActor(EngineActor):
                 generation=child.generation,
                 config=core.config,
                 base=self.base,
-                seed=self.seed + child.generation * 7919 + hash(child.name) % 1000,
+                seed=self.seed + child.generation * 7919 + zlib.crc32(child.name.encode()),
                 account=child.spec,
                 providers=core.provider_specs(),
                 pool=self.addresses.get(("ai_pool", "ai_pool")) if pool else None,

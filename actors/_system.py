@@ -1,0 +1,117 @@
+"""The Thespian actor system under one engine: start it, ask it, stop it, and reap it.
+
+Thespian's admin detaches into its own session and ``ActorSystem.shutdown()`` gives up
+after 10 s, leaving busy actor processes alive. So the handle remembers every process of
+its system (the admin's descendants) and, after shutdown, waits for each PID to end and
+kills what is left — only PIDs of this system, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import warnings
+from typing import Any
+
+from loguru import logger
+from thespian.actors import ActorSystem
+
+from actors import _procs
+from actors._wiring import EngineStarted, StartEngine
+from actors.config import EngineConfig
+from actors.errors import EngineError
+from actors.logging import thespian_log_defs
+
+__all__ = ["SystemHandle", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the admin)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SystemHandle:
+    """One actor system and its supervisor."""
+
+    def __init__(self, base: str, admin_port: int | None) -> None:
+        self.base = base
+        self.multiproc = base.startswith("multiproc")
+        self.admin_port = (admin_port or free_port()) if self.multiproc else None
+        self.admin_pid: int | None = None
+        self.supervisor: Any = None
+        self._system: Any = None
+        self._pids: set[int] = set()
+
+    def start(self, config: EngineConfig, seed: int, timeout_s: float) -> EngineStarted:
+        """Start the system and the supervisor, which starts the router and the pool.
+
+        Raises:
+            EngineError: the supervisor did not report the engine started in time.
+        """
+        from actors.supervisor.actor import SupervisorActor
+
+        capabilities = {"Admin Port": self.admin_port} if self.multiproc else {}
+        # The admin and every actor process are forked from here and inherit the warning
+        # filters of this moment: give them Python's defaults, whatever the embedding
+        # process (a test run with warnings as errors, say) has set.
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            self._system = ActorSystem(
+                self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
+            )
+        try:
+            self.supervisor = self._system.createActor(SupervisorActor)
+            started = self._system.ask(
+                self.supervisor, StartEngine(config, self.base, seed), timeout_s
+            )
+            if not isinstance(started, EngineStarted):
+                raise EngineError(f"the supervisor did not start the engine (got {started!r})")
+        except BaseException:
+            self._system.shutdown()
+            raise
+        if self.multiproc:
+            self.admin_pid = started.admin_pid
+            self._pids.add(started.supervisor_pid)
+            self.remember_pids()
+        return started
+
+    def ask(self, target: Any, msg: Any, timeout_s: float) -> Any:
+        return self._system.ask(target, msg, timeout_s)
+
+    def remember_pids(self, more: set[int] | None = None) -> None:
+        """Record the current processes of this system (they are checked at ``stop``)."""
+        if more:
+            self._pids.update(more)
+        if self.admin_pid is not None:
+            self._pids.update(_procs.descendants(self.admin_pid))
+
+    @property
+    def pids(self) -> frozenset[int]:
+        """Every process of this actor system seen so far (empty on simpleSystemBase)."""
+        pids = set(self._pids)
+        if self.admin_pid is not None:
+            pids.add(self.admin_pid)
+        return frozenset(pids)
+
+    def stop(self) -> None:
+        """Shut the system down and make sure none of its processes is left."""
+        self.remember_pids()
+        self._system.shutdown()
+        if self.admin_pid is None:
+            return
+        leftovers = _procs.wait_gone(self.pids, timeout_s=5.0)
+        for pid in leftovers:
+            logger.bind(actor="engine").error(
+                "process {} of this actor system outlived shutdown; killing it", pid
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _procs.wait_gone(leftovers, timeout_s=2.0)
+        if leftovers:
+            # The killed processes may have been reaped by now; record who was left.
+            self._pids -= {p for p in leftovers if not _procs.alive(p)}
