@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from actors import ListenerLimitError
+from actors import ListenerLimitError, _procs
+from actors.logging import LoguruHandler
 from protocols import AccountEvent
 from tests.conftest import BASES, EngineFactory
 from tests.engine_helpers import actor, collect, inbound, wait_for
@@ -86,3 +88,31 @@ def test_limits_and_restarts_are_logged_from_every_actor_process(
         assert '"actor": "supervisor"' in text
     finally:
         logger.remove(sink)
+
+
+def test_the_rate_log_sweep_runs_on_a_timer_that_dies_with_the_account(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine(TCP, echo={}, sweep_tick_s=0.05, accounts=("acct-1",))
+    wait_for(
+        lambda: actor(engine, "account", "acct-1")["counters"]["sweeps"] >= 3,
+        what="three sweep ticks",
+    )
+    pid = actor(engine, "account", "acct-1")["pid"]
+    engine.remove_account("acct-1")
+    wait_for(lambda: not _procs.alive(pid), what="the account process to end")
+    assert all(a["role"] != "account" for a in engine.stats()["actors"])
+
+
+def test_thespian_log_records_are_routed_into_loguru(tmp_path: Path) -> None:
+    log = tmp_path / "thespian.log"
+    sink = logger.add(log, level="WARNING")
+    try:
+        handler = LoguruHandler()
+        record = logging.LogRecord(
+            "thespian.system", logging.WARNING, __file__, 1, "transport trouble %s", ("x",), None
+        )
+        handler.emit(record)
+    finally:
+        logger.remove(sink)
+    assert "transport trouble x" in log.read_text()
