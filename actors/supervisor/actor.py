@@ -309,7 +309,10 @@ class SupervisorActor(EngineActor):
             return
         core = self._core
         child = core.children.get(key)
-        if child is None or child.state == "stopped":
+        if child is None:  # removed: forget its address (bounded by the children we have)
+            del self.addresses[key]
+            return
+        if child.state == "stopped":
             return
         if child.state == "stopping":
             child.state = "stopped"
@@ -450,7 +453,7 @@ class SupervisorActor(EngineActor):
                 return
             if left:
                 self.log.error("stage {}: {} actors did not stop in time", plan.stage, len(left))
-            plan.finish_stage(plan.stage, now, drained=0, abandoned=len(left) * 0)
+            plan.finish_stage(plan.stage, now, drained=0, abandoned=0)
             timed_out = None
         self.send(self.shutdown_asker, ShutdownDone(plan.report(now), self.shutdown_outcomes))
         self.plan = None
