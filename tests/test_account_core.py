@@ -627,3 +627,34 @@ class AccountMachine(RuleBasedStateMachine):
 
 AccountMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
 test_every_reply_gets_one_report_within_the_allowance = AccountMachine.TestCase
+
+
+def test_a_retry_scheduled_while_the_timer_heap_is_rebuilt_is_not_lost() -> None:
+    # Regression: scheduling a customer's retry pushed its timer before marking it live,
+    # so a heap rebuild triggered by that very push dropped it and the reply timed out.
+    def reply(mid: str, customer: int) -> OutboundReply:
+        return OutboundReply(
+            account_id="a",
+            customer_id=f"+1555{customer:07d}",
+            message_id=mid,
+            text="hi",
+            deadline=100.0,
+        )
+
+    for stale in range(60, 75):  # one of these sizes makes the retry's push rebuild the heap
+        core = AccountCore(
+            account_id="a",
+            transport=LoopbackTransport("a", {}, random.Random(1)),
+            max_recipients=10_000,
+            max_entries_per_recipient=100,
+            rate_window_s=1.0,
+            rate_allowance=1,
+            sweep_budget=10,
+            capacity=1000,
+        )
+        reports = core.submit([reply(f"m{c}-{i}", c) for c in range(stale) for i in range(2)], 0.0)
+        reports += core.poll(1.0) + core.poll(1.0)
+        assert len(reports) == 2 * stale
+        core.submit([reply("x-0", 9999), reply("x-1", 9999)], 1.5)
+        done = {r.message_id: r for r in core.poll(3.0)}
+        assert done["x-1"].ok, (stale, done["x-1"])

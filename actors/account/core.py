@@ -18,11 +18,10 @@ replies waiting queues behind them even when the log would let it go.
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections import OrderedDict
 from collections.abc import Iterable
 
+from actors.account._waitlist import DONE, SENDING, WAITING, Pending, WaitList, WaitQueue
 from actors.account.transports import SendResult, Transport
 from actors.cores._args import require_int
 from actors.cores.dedupe import DedupeSet
@@ -30,8 +29,6 @@ from actors.cores.ratelog import RecipientRateLog
 from protocols import DeliveryReport, OutboundReply, Reason
 
 __all__ = ["AccountCore"]
-
-_WAITING, _SENDING, _DONE = 0, 1, 2
 
 # The counters in stats(); each is present from the start, zero or not.
 _COUNTERS = (
@@ -49,33 +46,6 @@ _COUNTERS = (
     "stray_results",
     "sweeps",
 )
-
-
-class _Pending:
-    """A reply the core owes a report for; ``not_before`` delays a retry the transport asked for."""
-
-    __slots__ = ("not_before", "reply", "state")
-
-    def __init__(self, reply: OutboundReply, state: int, not_before: float = -math.inf) -> None:
-        self.reply = reply
-        self.state = state
-        self.not_before = not_before
-
-
-class _Queue:
-    """One customer's waiting replies in FIFO order and the sequence number of its live timer."""
-
-    __slots__ = ("customer_id", "items", "retry_seq")
-
-    def __init__(self, customer_id: str) -> None:
-        self.customer_id = customer_id
-        self.items: OrderedDict[str, _Pending] = OrderedDict()
-        self.retry_seq = -1
-
-
-# A timer: (time, seq, what). A _Queue entry retries its head; a _Pending entry fires just
-# after that reply's deadline. Entries are never removed early, only recognised as stale.
-_Timer = tuple[float, int, "_Queue | _Pending"]
 
 
 class AccountCore:
@@ -105,16 +75,13 @@ class AccountCore:
         "_capacity",
         "_close_reason",
         "_counts",
-        "_n_waiting",
         "_now",
         "_pending",
         "_ratelog",
         "_sent",
-        "_seq",
         "_sweep_budget",
-        "_timers",
         "_transport",
-        "_waiting",
+        "_waitlist",
     )
 
     def __init__(
@@ -141,11 +108,8 @@ class AccountCore:
         self._sweep_budget = require_int("sweep_budget", sweep_budget, minimum=1)
         self._capacity = require_int("capacity", capacity, minimum=1)
         self._sent = DedupeSet(require_int("sent_memory", sent_memory, minimum=1))
-        self._pending: dict[str, _Pending] = {}
-        self._waiting: dict[str, _Queue] = {}
-        self._n_waiting = 0
-        self._timers: list[_Timer] = []
-        self._seq = 0
+        self._pending: dict[str, Pending] = {}  # waiting in _waitlist or in the transport
+        self._waitlist = WaitList()
         self._now = -math.inf
         self._close_reason = ""  # set by close(); non-empty means closed
         self._counts = dict.fromkeys(_COUNTERS, 0)
@@ -186,20 +150,16 @@ class AccountCore:
         reports: list[DeliveryReport] = []
         if self._close_reason:
             return reports
-        transport = self._transport
-        for result in transport.poll(now):
+        for result in self._transport.poll(now):
             self._on_result(result, now, reports)
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, seq, what = heapq.heappop(timers)
-            if isinstance(what, _Queue):
-                if self._waiting.get(what.customer_id) is what and what.retry_seq == seq:
-                    self._drain(what, now, reports)
-            elif what.state == _WAITING:
-                self._remove_waiting(what)
-                reports.append(self._fail(what.reply, "timeouts", Reason.TIMEOUT, _late(now, what)))
+        while (what := self._waitlist.pop_due(now)) is not None:
+            if isinstance(what, WaitQueue):
+                self._drain(what, now, reports)
+            else:
+                self._settle(what)
+                reports.append(self._timed_out(what.reply, now))
         # Sends just started by the timers may already be done (a zero-latency transport).
-        for result in transport.poll(now):
+        for result in self._transport.poll(now):
             self._on_result(result, now, reports)
         return reports
 
@@ -220,12 +180,9 @@ class AccountCore:
             pending = self._pending.get(message_id)
             if pending is None:
                 continue
-            if pending.state == _WAITING:
-                self._remove_waiting(pending)
-            else:
+            if pending.state != WAITING:
                 self._transport.cancel(message_id)
-                del self._pending[message_id]
-                pending.state = _DONE
+            self._settle(pending)
             cancelled += 1
         self._counts["cancelled"] += cancelled
         return cancelled
@@ -247,24 +204,18 @@ class AccountCore:
             for message_id in self._pending
         ]
         for pending in self._pending.values():
-            pending.state = _DONE
+            pending.state = DONE
         self._pending.clear()
-        self._waiting.clear()
-        self._timers.clear()
-        self._n_waiting = 0
+        self._waitlist.clear()
         return reports
 
     # -- queries ----------------------------------------------------------------------------
 
     def next_wakeup(self) -> float | None:
         """Return when :meth:`poll` should next run, or None when nothing is pending."""
-        timers = self._timers
-        while timers and not self._live(timers[0]):
-            heapq.heappop(timers)
+        timer = self._waitlist.next_due()
         due = self._transport.next_due() if not self._close_reason else None
-        if not timers:
-            return due
-        return timers[0][0] if due is None else min(due, timers[0][0])
+        return min((t for t in (timer, due) if t is not None), default=None)
 
     @property
     def account_id(self) -> str:
@@ -305,9 +256,9 @@ class AccountCore:
         stats.update(
             pending=len(self._pending),
             capacity=self._capacity,
-            waiting=self._n_waiting,
-            waiting_customers=len(self._waiting),
-            in_transport=len(self._pending) - self._n_waiting,
+            waiting=len(self._waitlist),
+            waiting_customers=self._waitlist.customers,
+            in_transport=len(self._pending) - len(self._waitlist),
             recipients=log.recipients,
             recipients_peak=log.peak_recipients,
             evictions=log.evictions,
@@ -342,78 +293,57 @@ class AccountCore:
             self._counts["duplicate_sends"] += 1
             return DeliveryReport(message_id=message_id, ok=True, detail="already sent")
         if reply.deadline < now:
-            return self._fail(reply, "timeouts", Reason.TIMEOUT, _late(now, reply))
+            return self._timed_out(reply, now)
         if message_id in self._pending:
             self._counts["duplicate_pending"] += 1
             return None
         if len(self._pending) >= self._capacity:
             detail = f"account {self._account_id!r}: {self._capacity} replies pending (capacity)"
             return self._fail(reply, "capacity_rejects", Reason.CAPACITY, detail)
-        queue = self._waiting.get(reply.customer_id)
-        if queue is not None:  # FIFO: never overtake a waiting reply to the same customer
+        if reply.customer_id in self._waitlist:  # FIFO: never overtake a waiting reply
             self._counts["rate_waits"] += 1
-            self._add_waiting(queue, _Pending(reply, _WAITING), last=True)
+            self._waitlist.append(self._owe(Pending(reply, WAITING)))
             return None
-        decision = self._ratelog.try_acquire(reply.customer_id, now)
-        if decision.allowed:
+        retry_at = self._ratelog.try_acquire(reply.customer_id, now).retry_at
+        if retry_at is None:  # allowed: RateDecision has a retry time exactly when not
             self._transport.start(reply, now)
-            self._pending[message_id] = _Pending(reply, _SENDING)
+            self._owe(Pending(reply, SENDING))
             return None
-        retry_at = decision.retry_at
-        assert retry_at is not None  # not allowed implies a retry time
         if retry_at > reply.deadline:
-            return self._fail(
-                reply, "rate_limited", Reason.RATE_LIMITED, self._too_late(reply, now, retry_at)
-            )
+            return self._too_late(reply, now, retry_at)
         self._counts["rate_waits"] += 1
-        queue = self._waiting[reply.customer_id] = _Queue(reply.customer_id)
-        self._add_waiting(queue, _Pending(reply, _WAITING), last=True)
-        self._schedule(queue, retry_at)
+        self._waitlist.start(self._owe(Pending(reply, WAITING)), retry_at)
         return None
 
-    def _drain(self, queue: _Queue, now: float, reports: list[DeliveryReport]) -> None:
+    def _drain(self, queue: WaitQueue, now: float, reports: list[DeliveryReport]) -> None:
         """Send a customer's waiting replies in order while the allowance lets them go."""
-        items = queue.items
-        while items:
-            head = next(iter(items.values()))
+        while (head := self._waitlist.head(queue)) is not None:
             reply = head.reply
             if reply.deadline < now:
-                self._remove_waiting(head)
-                reports.append(self._fail(reply, "timeouts", Reason.TIMEOUT, _late(now, reply)))
+                self._settle(head)
+                reports.append(self._timed_out(reply, now))
                 continue
             if head.not_before > now:
-                self._schedule(queue, head.not_before)
+                self._waitlist.schedule(queue, head.not_before)
                 return
-            decision = self._ratelog.try_acquire(queue.customer_id, now)
-            if decision.allowed:
+            retry_at = self._ratelog.try_acquire(queue.customer_id, now).retry_at
+            if retry_at is None:
                 self._transport.start(reply, now)
-                items.popitem(last=False)
-                self._n_waiting -= 1
-                head.state = _SENDING
+                self._waitlist.start_head(queue)  # forgets the queue with its last reply
                 continue
-            retry_at = decision.retry_at
-            assert retry_at is not None
             if retry_at <= reply.deadline:
-                self._schedule(queue, retry_at)
+                self._waitlist.schedule(queue, retry_at)
                 return
-            self._remove_waiting(head)
-            reports.append(
-                self._fail(
-                    reply, "rate_limited", Reason.RATE_LIMITED, self._too_late(reply, now, retry_at)
-                )
-            )
-        # _remove_waiting already forgot the queue if its last reply failed.
-        if self._waiting.get(queue.customer_id) is queue:
-            del self._waiting[queue.customer_id]
+            self._settle(head)
+            reports.append(self._too_late(reply, now, retry_at))
 
     def _on_result(self, result: SendResult, now: float, reports: list[DeliveryReport]) -> None:
         message_id = result.message_id
         pending = self._pending.get(message_id)
-        if pending is None or pending.state != _SENDING:
+        if pending is None or pending.state != SENDING:
             self._counts["stray_results"] += 1
             return
-        del self._pending[message_id]
-        pending.state = _DONE
+        self._settle(pending)
         reply = pending.reply
         if result.ok:
             self._sent.seen_before(message_id)
@@ -423,14 +353,11 @@ class AccountCore:
         retry_after = result.retry_after
         if retry_after is not None and now + retry_after <= reply.deadline:
             # The transport says the same send may succeed later (e.g. a pair-rate error):
-            # wait at the head of the customer's queue; a fresh _Pending leaves the old
+            # wait at the head of the customer's queue; a fresh Pending leaves the old
             # object's timers stale.
             self._counts["transport_retries"] += 1
-            queue = self._waiting.get(reply.customer_id)
-            if queue is None:
-                queue = self._waiting[reply.customer_id] = _Queue(reply.customer_id)
-                self._schedule(queue, now + retry_after)
-            self._add_waiting(queue, _Pending(reply, _WAITING, now + retry_after), last=False)
+            retry_at = now + retry_after
+            self._waitlist.put_first(self._owe(Pending(reply, WAITING, retry_at)), retry_at)
             return
         self._counts["failed"] += 1
         reason = result.reason or Reason.TRANSPORT_ERROR.value
@@ -438,44 +365,16 @@ class AccountCore:
             DeliveryReport(message_id=message_id, ok=False, reason=reason, detail=result.detail)
         )
 
-    def _add_waiting(self, queue: _Queue, pending: _Pending, *, last: bool) -> None:
-        message_id = pending.reply.message_id
-        queue.items[message_id] = pending
-        if not last:
-            queue.items.move_to_end(message_id, last=False)
-        self._pending[message_id] = pending
-        self._n_waiting += 1
-        # Fires at the first instant after the deadline: a send exactly at it is allowed.
-        self._push(math.nextafter(pending.reply.deadline, math.inf), pending)
+    def _owe(self, pending: Pending) -> Pending:
+        self._pending[pending.reply.message_id] = pending
+        return pending
 
-    def _remove_waiting(self, pending: _Pending) -> None:
-        reply = pending.reply
-        queue = self._waiting[reply.customer_id]
-        del queue.items[reply.message_id]
-        del self._pending[reply.message_id]
-        pending.state = _DONE
-        self._n_waiting -= 1
-        if not queue.items:
-            del self._waiting[reply.customer_id]
-
-    def _schedule(self, queue: _Queue, at: float) -> None:
-        self._push(at, queue)
-        queue.retry_seq = self._seq
-
-    def _push(self, at: float, what: _Queue | _Pending) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (at, self._seq, what))
-        # Stale timers linger until due; rebuild once they outnumber the live ones (one per
-        # waiting reply, one per waiting customer) so the heap stays O(pending).
-        if len(self._timers) > 2 * (self._n_waiting + len(self._waiting)) + 64:
-            self._timers = [timer for timer in self._timers if self._live(timer)]
-            heapq.heapify(self._timers)
-
-    def _live(self, timer: _Timer) -> bool:
-        _, seq, what = timer
-        if isinstance(what, _Queue):
-            return self._waiting.get(what.customer_id) is what and what.retry_seq == seq
-        return what.state == _WAITING
+    def _settle(self, pending: Pending) -> None:
+        """Forget a pending reply: its report is out, or none is owed any more."""
+        if pending.state == WAITING:
+            self._waitlist.remove(pending)
+        del self._pending[pending.reply.message_id]
+        pending.state = DONE
 
     def _fail(
         self, reply: OutboundReply, counter: str, reason: Reason, detail: str
@@ -485,14 +384,14 @@ class AccountCore:
             message_id=reply.message_id, ok=False, reason=reason.value, detail=detail
         )
 
-    def _too_late(self, reply: OutboundReply, now: float, retry_at: float) -> str:
+    def _timed_out(self, reply: OutboundReply, now: float) -> DeliveryReport:
+        detail = f"deadline passed {now - reply.deadline:.3f}s before the send could start"
+        return self._fail(reply, "timeouts", Reason.TIMEOUT, detail)
+
+    def _too_late(self, reply: OutboundReply, now: float, retry_at: float) -> DeliveryReport:
         log = self._ratelog
-        return (
+        detail = (
             f"allowance of {log.allowance} sends per {log.window_s:g}s to this customer frees "
             f"up in {retry_at - now:.3f}s, after the deadline in {reply.deadline - now:.3f}s"
         )
-
-
-def _late(now: float, item: OutboundReply | _Pending) -> str:
-    reply = item.reply if isinstance(item, _Pending) else item
-    return f"deadline passed {now - reply.deadline:.3f}s before the send could start"
+        return self._fail(reply, "rate_limited", Reason.RATE_LIMITED, detail)

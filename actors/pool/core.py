@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from actors.cores._args import require_int
 from actors.cores.selector import Chosen, ProviderSelector, ProviderState
+from actors.pool._parking import ParkingLot
 from actors.pool.providers import Provider, ProviderFactory, ProviderResult, make_provider
 from actors.pool.roster import LoadReport, ProviderRoster, Refused
 from protocols import (
@@ -109,8 +110,7 @@ class PoolCore:
         self._roster = ProviderRoster(self._selector, self._build)
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # lazy deletes, compacted
-        self._parked: list[tuple[float, int, str]] = []  # (retry_at, park_token, id)
-        self._n_parked = 0
+        self._parked = ParkingLot(self._pending)  # shares _pending: clear it, never rebind it
         self._recheck_at: float | None = None  # a provider was added: retry parked ones
         self._token = 0
         self._closed = False
@@ -148,7 +148,7 @@ class PoolCore:
         """Counters since construction, plus the current gauges."""
         return {
             **self._n,
-            "parked": self._n_parked,
+            "parked": len(self._parked),
             "pending": len(self._pending),
             "capacity": self._capacity,
             "max_providers": self._selector.max_providers,
@@ -223,7 +223,7 @@ class PoolCore:
         recheck, self._recheck_at = self._recheck_at is not None, None
         for _ in range(self._max_rounds):
             results = [(p, r) for p in self._roster.all() for r in p.poll(now)]
-            due = self._take_parked(float("inf") if recheck else now)
+            due = self._parked.take(float("inf") if recheck else now)
             recheck = False
             if not results and not due:
                 break
@@ -254,9 +254,10 @@ class PoolCore:
             times.append(self._recheck_at)
         while self._deadlines and not self._live_deadline(self._deadlines[0]):
             heapq.heappop(self._deadlines)
-        while self._parked and not self._live_park(self._parked[0]):
-            heapq.heappop(self._parked)
-        times += [heap[0][0] for heap in (self._deadlines, self._parked) if heap]
+        if self._deadlines:
+            times.append(self._deadlines[0][0])
+        if (parked := self._parked.next_due()) is not None:
+            times.append(parked)
         return min(times, default=None)
 
     def close(self) -> tuple[str, ...]:
@@ -267,7 +268,6 @@ class PoolCore:
         self._pending.clear()
         self._deadlines.clear()
         self._parked.clear()
-        self._n_parked = 0
         self._recheck_at = None
         return abandoned
 
@@ -278,7 +278,7 @@ class PoolCore:
         return self._factory(spec, self._rng, max_in_flight=self._capacity)
 
     def _wake_parked(self, now: float) -> None:
-        if self._n_parked:
+        if self._parked:
             self._recheck_at = now if self._recheck_at is None else min(self._recheck_at, now)
 
     def _dispatch(self, p: _Pending, now: float, out: list[PoolResult]) -> None:
@@ -310,9 +310,7 @@ class PoolCore:
             out.append(self._failure(mid, Reason.PROVIDER_ERROR, p.last, _clip(detail)))
         elif retry_at is not None and retry_at < deadline:
             self._token += 1
-            p.park_token = self._token
-            heapq.heappush(self._parked, (retry_at, p.park_token, mid))
-            self._n_parked += 1
+            self._parked.park(p, retry_at, self._token)
             self._n["parks"] += 1
         else:
             self._finish(p)
@@ -366,38 +364,17 @@ class PoolCore:
             self._finish(p)
             out.append(self._failure(entry[2], Reason.TIMEOUT, name, "deadline passed"))
 
-    def _take_parked(self, limit: float) -> list[_Pending]:
-        due: list[_Pending] = []
-        heap = self._parked
-        while heap and heap[0][0] <= limit:
-            entry = heapq.heappop(heap)
-            if self._live_park(entry):
-                p = self._pending[entry[2]]
-                p.park_token = 0
-                self._n_parked -= 1
-                due.append(p)
-        return due
-
     def _finish(self, p: _Pending) -> None:
         del self._pending[p.request.message_id]
-        if p.park_token:
-            p.park_token = 0
-            self._n_parked -= 1
+        self._parked.release(p)
         # Finished requests leave heap entries behind; rebuild when they dominate.
         if len(self._deadlines) > 2 * len(self._pending) + 64:
             self._deadlines = [(q.request.deadline, q.token, k) for k, q in self._pending.items()]
             heapq.heapify(self._deadlines)
-        if len(self._parked) > 2 * self._n_parked + 64:
-            self._parked = [e for e in self._parked if self._live_park(e)]
-            heapq.heapify(self._parked)
 
     def _live_deadline(self, entry: tuple[float, int, str]) -> bool:
         p = self._pending.get(entry[2])
         return p is not None and p.token == entry[1]
-
-    def _live_park(self, entry: tuple[float, int, str]) -> bool:
-        p = self._pending.get(entry[2])
-        return p is not None and p.park_token == entry[1]
 
     def _failure(self, mid: str, reason: Reason, provider: str | None, detail: str) -> AIFailure:
         key = {

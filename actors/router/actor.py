@@ -92,7 +92,18 @@ class RouterActor(EngineActor):
 
     # --- the gateway ------------------------------------------------------------------------
 
+    def _wrong_generation(self, generation: int) -> bool:
+        # A request meant for another generation reached this router (a reused TCP port):
+        # answer it without side effects; the caller relocates and retries.
+        if generation and generation != self.generation:
+            self.log.warning("request for router generation {} ignored", generation)
+            return True
+        return False
+
     def on_submit(self, msg: SubmitBatch, sender: Address) -> None:
+        if self._wrong_generation(msg.generation):
+            self.send(sender, SubmitResults(results=(), generation=self.generation))
+            return
         results = self._core.submit(msg.messages, time.time(), readmit=msg.readmit)
         self.send(sender, SubmitResults(results=tuple(results), generation=self.generation))
         for alert in self._core.alerts:
@@ -100,6 +111,9 @@ class RouterActor(EngineActor):
         self._core.alerts.clear()
 
     def on_collect(self, msg: CollectOutcomes, sender: Address) -> None:
+        if self._wrong_generation(msg.generation):
+            self.send(sender, OutcomeBatch(generation=self.generation))
+            return
         if self.collector is not None:  # one gateway collects at a time; answer the old one
             self._answer_collector()
         if self._core.outcomes_ready or self.events or msg.wait_s <= 0:

@@ -164,6 +164,14 @@ class SupervisorActor(EngineActor):
             return
         restarted = child.generation > 1
         core.child_up(child, msg.pid, time.time())
+        self.log.info(
+            "{} {} generation {} up at {} (pid {})",
+            msg.role,
+            msg.name,
+            msg.generation,
+            sender,
+            msg.pid,
+        )
         router = self._router_address()
         if msg.role == "account":
             token = 0
