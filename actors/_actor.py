@@ -26,6 +26,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from actors import _thespian_fixes  # noqa: F401 (installs the timer fix)
 from actors._wiring import Address, Configure
 
 __all__ = ["EngineActor"]

@@ -18,7 +18,10 @@ from typing import Any
 from loguru import logger
 from thespian.actors import ActorSystem
 
-from actors import _procs
+from actors import (
+    _procs,
+    _thespian_fixes,  # noqa: F401 (installs the timer fix)
+)
 from actors._wiring import EngineStarted, StartEngine
 from actors.config import EngineConfig
 from actors.errors import EngineError
