@@ -319,7 +319,10 @@ class RouterCore:
             status, reason = Status.REJECTED, Reason.UNKNOWN_ACCOUNT
             detail = f"account {account_id!r} was removed"
         ended = 0
-        for message_id in list(self._live_by_account.pop(account_id, ())):
+        live = self._live_by_account.pop(account_id, set())
+        # Queued messages first: cancelling one in processing starts its customer's next
+        # message, which would send the pool a request for a message ending in this call.
+        for message_id in sorted(live, key=self._gate.is_processing):
             flight = self._flights.pop(message_id, None)
             if flight is not None and flight.stage == "ai":
                 self._outbox.cancel_pool.append(message_id)

@@ -129,6 +129,11 @@ class SupervisorCore:
     # --- providers (remembered so that a restarted pool reloads them) -------------------------
 
     def remember_provider(self, spec: ProviderSpec) -> None:
+        if not spec.active:
+            # The pool only unloads the name and never loads an inactive spec; kept here, it
+            # could push an active provider out, and a restarted pool would lack that one.
+            self._providers.pop(spec.name, None)
+            return
         self._providers[spec.name] = spec
         if len(self._providers) > self.config.max_providers:
             # Same rule as the selector: keep the highest priorities (bounded memory).
