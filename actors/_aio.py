@@ -139,6 +139,8 @@ class AsyncRunner(Generic[T]):
         await _cancel_others()
         if self._teardown is not None:
             await self._teardown()
+        # Host name lookups run on the loop's default executor: end its threads too.
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Cancel what runs, run ``teardown``, stop the loop and join the thread."""

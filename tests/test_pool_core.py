@@ -293,7 +293,9 @@ def test_echo_refuses_a_second_call_for_an_id_in_flight_and_any_call_once_closed
 
 
 def test_make_provider_names_the_unknown_kind_and_the_known_ones() -> None:
-    with pytest.raises(UnknownKindError, match=r"^unknown provider kind 'x' \(known: echo\)$"):
+    with pytest.raises(
+        UnknownKindError, match=r"^unknown provider kind 'x' \(known: echo, openai\)$"
+    ):
         make_provider(ProviderSpec(name="p", kind="x"), random.Random(1))
     assert isinstance(make_provider(echo("e"), random.Random(1)), EchoProvider)
 
@@ -478,7 +480,7 @@ def test_a_load_refuses_unknown_kinds_bad_options_and_repeated_names_and_fills_t
         ("x", "unknown_kind"),
         ("bad", "invalid_options"),
     ]
-    assert report.refused[1].detail == "unknown provider kind 'nope' (known: echo)"
+    assert report.refused[1].detail == "unknown provider kind 'nope' (known: echo, openai)"
 
 
 def test_adding_past_the_limit_leaves_out_the_lower_ranked_and_names_it() -> None:
@@ -503,7 +505,7 @@ def test_adding_an_unknown_kind_or_bad_options_changes_nothing() -> None:
     core = pool(echo("a"))
     result = core.add_provider(ProviderSpec(name="a", kind="nope"), T0)
     assert (result.command, result.ok, result.error) == ("add_provider", False, "unknown_kind")
-    assert result.detail == "unknown provider kind 'nope' (known: echo)"
+    assert result.detail == "unknown provider kind 'nope' (known: echo, openai)"
     result = core.add_provider(echo("a", failure_rate=2.0), T0)
     assert (result.ok, result.error) == (False, "invalid_options")
     assert "option 'failure_rate' must be" in result.detail

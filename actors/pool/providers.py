@@ -285,8 +285,25 @@ class EchoProvider:
             heapq.heappop(due)
 
 
-PROVIDER_KINDS: dict[str, ProviderFactory] = {"echo": EchoProvider}
-"""Factories by ``ProviderSpec.kind``; a new kind registers here (issue 5: ``openai``)."""
+def _openai(
+    spec: ProviderSpec, rng: random.Random, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+) -> Provider:
+    """Kind ``openai`` (:mod:`actors.pool.openai`), imported on first use.
+
+    aiohttp is an optional extra (``http``): engines that only use ``echo`` never load it.
+    """
+    try:
+        from actors.pool.openai import OpenAIProvider
+    except ImportError as exc:
+        raise ValueError(
+            f"provider {spec.name!r}: kind 'openai' needs aiohttp "
+            f"(pip install 'wa-actor-engine[http]'): {exc}"
+        ) from exc
+    return OpenAIProvider(spec, rng, max_in_flight=max_in_flight)
+
+
+PROVIDER_KINDS: dict[str, ProviderFactory] = {"echo": EchoProvider, "openai": _openai}
+"""Factories by ``ProviderSpec.kind``; a new kind registers here."""
 
 
 def make_provider(
