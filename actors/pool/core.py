@@ -347,7 +347,7 @@ class PoolCore:
         self._selector.record_failure(name, now, retry_after=result.retry_after)
         self._n["call_errors"] += 1
         p.tried.add(name)
-        p.last, p.last_error = name, error
+        p.last, p.last_error = name, f"{error}: {result.detail}" if result.detail else error
         self._dispatch(p, now, out)
 
     def _expire(self, now: float, out: list[PoolResult]) -> None:

@@ -16,6 +16,7 @@ never logged, never put in a result or an exception, and this object's repr omit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import time
@@ -219,7 +220,10 @@ class OpenAIProvider:
 
     def poll(self, now: float) -> list[ProviderResult]:
         """Return the calls finished since the last poll (each exactly once)."""
-        return [mapped.result for mapped in self.poll_mapped(now)]
+        return [
+            dataclasses.replace(m.result, detail=m.detail) if m.detail else m.result
+            for m in self.poll_mapped(now)
+        ]
 
     def poll_mapped(self, now: float) -> list[Mapped]:
         """Like :meth:`poll`, with each failure's detail (what went wrong, never the key)."""

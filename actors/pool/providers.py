@@ -71,6 +71,7 @@ class ProviderResult:
     retry_after: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    detail: str = ""  # what went wrong, for the failure's detail (never a secret)
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
