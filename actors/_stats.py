@@ -47,6 +47,7 @@ def merge_stats(reply: SupervisorStats, counters: Counter[str]) -> dict[str, Any
                 "generation": r.generation,
                 "state": states.get((r.role, r.name), "up"),
                 "counters": r.counters,
+                "extra": r.extra,
             }
         )
     reported = {(a["role"], a["name"]) for a in actors}
@@ -63,6 +64,7 @@ def merge_stats(reply: SupervisorStats, counters: Counter[str]) -> dict[str, Any
                     "generation": generation,
                     "state": state,
                     "counters": {},
+                    "extra": {},
                 }
             )
     counters["restarts"] = sum(restarts.values())

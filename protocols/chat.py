@@ -58,6 +58,8 @@ class Reason(StrEnum):
     PROVIDER_ERROR = "provider_error"  # the provider answered with an error
     TRANSPORT_ERROR = "transport_error"  # the transport could not send the reply
     SHUTDOWN = "shutdown"  # pending when the shutdown deadline passed
+    OUTSIDE_WINDOW = "outside_window"  # WhatsApp 131047: outside the 24 h service window
+    ACCOUNT_AUTH = "account_auth"  # WhatsApp 190: the account's token is invalid or expired
 
 
 STATUSES = frozenset(s.value for s in Status)

@@ -394,7 +394,7 @@ def test_bad_loopback_options_name_the_account_key_value_and_rule(
 def test_make_transport_builds_loopback_and_names_the_known_kinds_for_an_unknown_one():
     assert isinstance(make_transport("loopback", ACCOUNT, {}, random.Random(0)), LoopbackTransport)
     assert "loopback" in TRANSPORTS
-    with pytest.raises(ValueError, match=r"^unknown transport 'x' \(known: loopback\)$"):
+    with pytest.raises(ValueError, match=r"^unknown transport 'x' \(known: cloud_api, loopback\)$"):
         make_transport("x", ACCOUNT, {}, random.Random(0))
 
 

@@ -129,9 +129,19 @@ class AccountActor(EngineActor):
                 pid=self.pid,
                 depth=core.pending,
                 capacity=core.capacity,
-                counters={k: int(v) for k, v in core.stats().items()},
+                counters={
+                    **{k: int(v) for k, v in core.stats().items()},
+                    **self._transport_stats(),
+                },
+                extra={"transport_failed": getattr(self.transport, "failure", "") or ""},
             ),
         )
+
+    def _transport_stats(self) -> dict[str, int]:
+        stats = getattr(self.transport, "stats", None)
+        if not callable(stats):
+            return {}
+        return {f"transport.{k}": int(v) for k, v in stats().items()}
 
     def on_exit(self) -> None:
         if self.core is not None:

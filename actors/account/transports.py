@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from actors.account._cloud_options import cloud_api_factory
 from actors.cores._args import require_int, require_number
 from protocols import OutboundReply, Reason, Scalar
 
@@ -308,7 +309,10 @@ class LoopbackTransport:
         return send is None or send.seq != entry[1]
 
 
-TRANSPORTS: dict[str, TransportFactory] = {"loopback": LoopbackTransport}
+TRANSPORTS: dict[str, TransportFactory] = {
+    "loopback": LoopbackTransport,
+    "cloud_api": cloud_api_factory,
+}
 """Transport kinds by name; a new kind adds its factory here."""
 
 

@@ -129,7 +129,10 @@ class PoolActor(EngineActor):
                 depth=core.pending,
                 capacity=core.capacity,
                 counters={k: int(v) for k, v in stats.items()},
-                extra={"providers": [p.name for p in core.providers()]},
+                extra={
+                    "providers": [p.name for p in core.providers()],
+                    "provider_stats": core.provider_stats(),
+                },
             ),
         )
 

@@ -144,6 +144,15 @@ class PoolCore:
         """Per-provider stats, best rank first (see ``ProviderSelector.snapshot``)."""
         return self._selector.snapshot(now)
 
+    def provider_stats(self) -> dict[str, dict[str, int | float]]:
+        """Each loaded provider's own counters (HTTP kinds: calls, tokens, errors...)."""
+        out: dict[str, dict[str, int | float]] = {}
+        for state in self._selector.snapshot():
+            stats = getattr(self._roster.provider(state.name), "stats", None)
+            if callable(stats):
+                out[state.name] = dict(stats())
+        return out
+
     def stats(self) -> dict[str, int | float]:
         """Counters since construction, plus the current gauges."""
         return {

@@ -1,6 +1,7 @@
 """Fake remote services for tests: real HTTP servers on loopback, run in a thread.
 
 - ``tests.fakes.graph_api.FakeGraphAPI``: the WhatsApp Cloud API (Graph API) send endpoint.
+- ``tests.fakes.openai_api.FakeOpenAI``: an OpenAI-compatible Chat Completions endpoint.
 
 Each module is imported on its own (``from tests.fakes.graph_api import FakeGraphAPI``) so
 a test pays only for the fakes it uses.
