@@ -23,3 +23,19 @@ def test_the_embedding_example_in_readme_runs(
     assert "status='replied'" in out
     assert "['drain', 'accounts', 'ai_pool', 'router', 'actor_system']" in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gateway_config_example_in_readme_loads(tmp_path: Path) -> None:
+    from actors.gateway.config import load_gateway_config, resolve_secrets
+
+    text = README.read_text()
+    section = text[text.index("## Running against WhatsApp") :]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block, "README has no toml block in the gateway section"
+    path = tmp_path / "gateway.toml"
+    path.write_text(block.group(1))
+    env = {"WHATSAPP_VERIFY_TOKEN": "v", "WHATSAPP_APP_SECRET": "s"}
+    config = load_gateway_config(path, env=env)
+    assert [a.account_id for a in config.accounts] == ["shop-main"]
+    assert [p.name for p in config.providers] == ["gpt", "local"]
+    resolve_secrets(config, env)
