@@ -19,6 +19,7 @@ from actors._system import SystemHandle
 from actors._wiring import RouterLocation, WhereIsRouter
 from actors.ledger import Ledger
 from protocols import (
+    Accepted,
     CollectOutcomes,
     Outcome,
     OutcomeBatch,
@@ -27,7 +28,10 @@ from protocols import (
     SubmitResults,
 )
 
-__all__ = ["RouterLink"]
+__all__ = ["ATTEMPTS", "RouterLink"]
+
+ATTEMPTS = 3
+"""Tries of one request (same id) before the facade gives up on the router."""
 
 
 class RouterLink:
@@ -50,32 +54,68 @@ class RouterLink:
         self.relocations = 0
         self.readmitted = 0
         self._refused: list[Outcome] = []
+        self._set_aside_outcomes: list[Outcome] = []
+        self._request = 0
+        self.orphaned_admissions = 0
         self.log = logger.bind(actor="engine")
 
     def ask(self, msg: SubmitBatch | CollectOutcomes, timeout_s: float, ledger: Ledger) -> Any:
-        """Ask the router; None when no router generation could answer.
+        """Ask the router; None when no router generation answered after a few tries.
 
-        Outcomes owed for messages a new router refused on re-admission are returned in
-        ``self.take_refused()``.
+        Every ask carries a fresh request id; a try that gets no answer is repeated with the
+        SAME id (the router answers a repeated id from its last answer instead of applying
+        it twice), on the router's new generation if it was restarted meanwhile. Late
+        answers to earlier asks are set aside: their outcomes are kept (``take_set_aside``).
         """
-        reply = self.system.ask(self.address, msg, timeout_s)
-        if self._ok(reply):
-            return reply
-        if not self._relocate(ledger):
-            return None
-        retry = type(msg)(**{**_fields(msg), "generation": self.generation})
-        reply = self.system.ask(self.address, retry, timeout_s)
-        return reply if self._ok(reply) else None
+        self._request += 1
+        rid = self._request
+        for _ in range(ATTEMPTS):
+            request = type(msg)(
+                **{**_fields(msg), "generation": self.generation, "request_id": rid}
+            )
+            reply = self.system.ask(
+                self.address,
+                request,
+                timeout_s,
+                accept=lambda r: self._ok(r) and r.request_id == rid,
+                other=self.set_aside,
+            )
+            if reply is not None:
+                return reply
+            self._relocate(ledger)  # same generation: ask it again; new one: ask that one
+        self.log.error("the router did not answer {} tries of request {}", ATTEMPTS, rid)
+        return None
 
     def _ok(self, reply: Any) -> bool:
         return (
             isinstance(reply, SubmitResults | OutcomeBatch) and reply.generation == self.generation
         )
 
+    def set_aside(self, reply: Any) -> None:
+        if isinstance(reply, OutcomeBatch):
+            self._set_aside_outcomes.extend(reply.outcomes)
+        elif isinstance(reply, SubmitResults):
+            accepted = sum(isinstance(r, Accepted) for r in reply.results)
+            if accepted:
+                # Only possible after ATTEMPTS unanswered tries: the caller was told the
+                # batch was refused. Their outcomes will be dropped as late; say so loudly.
+                self.orphaned_admissions += accepted
+                self.log.error("{} admissions arrived after their request was given up", accepted)
+
+    def take_set_aside(self) -> list[Outcome]:
+        """Outcomes that came in late answers (the ledger drops any it already has)."""
+        out, self._set_aside_outcomes = self._set_aside_outcomes, []
+        return out
+
     def _relocate(self, ledger: Ledger) -> bool:
         deadline = time.time() + self.ask_timeout_s + self.restart_wait_s
         while time.time() < deadline:
-            where = self.system.ask(self.system.supervisor, WhereIsRouter(), self.ask_timeout_s)
+            where = self.system.ask(
+                self.system.supervisor,
+                WhereIsRouter(),
+                self.ask_timeout_s,
+                accept=lambda r: isinstance(r, RouterLocation),
+            )
             if not isinstance(where, RouterLocation):
                 return False
             if where.up and where.generation != self.generation:
@@ -98,8 +138,18 @@ class RouterLink:
         pending = ledger.unresolved()
         if not pending:
             return []
-        batch = SubmitBatch(messages=tuple(pending), generation=self.generation, readmit=True)
-        reply = self.system.ask(self.address, batch, self.ask_timeout_s)
+        self._request += 1
+        rid = self._request
+        batch = SubmitBatch(
+            messages=tuple(pending), generation=self.generation, readmit=True, request_id=rid
+        )
+        reply = self.system.ask(
+            self.address,
+            batch,
+            self.ask_timeout_s,
+            accept=lambda r: self._ok(r) and r.request_id == rid,
+            other=self.set_aside,
+        )
         if not isinstance(reply, SubmitResults):
             return []  # the ledger's deadlines still end each of them
         self.readmitted += len(pending)

@@ -12,7 +12,9 @@ import contextlib
 import os
 import signal
 import socket
+import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -49,6 +51,8 @@ class SystemHandle:
         self.supervisor: Any = None
         self._system: Any = None
         self._pids: set[int] = set()
+        self.stale = 0  # late answers to earlier asks, set aside
+        self.on_stale: Callable[[Any], None] | None = None  # gets them (e.g. lost outcomes)
 
     def start(self, config: EngineConfig, seed: int, timeout_s: float) -> EngineStarted:
         """Start the system and the supervisor, which starts the router and the pool.
@@ -83,8 +87,35 @@ class SystemHandle:
             self.remember_pids()
         return started
 
-    def ask(self, target: Any, msg: Any, timeout_s: float) -> Any:
-        return self._system.ask(target, msg, timeout_s)
+    def ask(
+        self,
+        target: Any,
+        msg: Any,
+        timeout_s: float,
+        *,
+        accept: Callable[[Any], bool] | None = None,
+        other: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Ask ``target`` and return its answer, or None after ``timeout_s``.
+
+        Thespian's ask returns the first message that reaches this process, which may be
+        a late answer to an earlier ask that timed out. With ``accept``, answers it rejects
+        are handed to ``other`` (or dropped) and the wait goes on until the deadline.
+        """
+        reply = self._system.ask(target, msg, timeout_s)
+        if accept is None:
+            return reply
+        deadline = time.monotonic() + timeout_s
+        other = other or self.on_stale
+        while reply is not None and not accept(reply):
+            self.stale += 1
+            if other is not None:
+                other(reply)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            reply = self._system.listen(remaining)
+        return reply
 
     def remember_pids(self, more: set[int] | None = None) -> None:
         """Record the current processes of this system (they are checked at ``stop``)."""

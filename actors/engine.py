@@ -127,6 +127,7 @@ class Engine:
                 ask_timeout_s=self.ask_timeout_s,
                 restart_wait_s=self.config.restart_max_backoff_s,
             )
+            self._sys.on_stale = self._link.set_aside
             self._state = "running"
             self.log.info("engine started on {} (admin port {})", self.base, self.admin_port)
             return self
@@ -147,9 +148,21 @@ class Engine:
         if self._state != "running":
             raise EngineError(f"the engine is {self._state}, not running")
 
-    def _ask(self, target: Any, msg: Any, timeout: float | None = None) -> Any:
+    def _ask(
+        self,
+        target: Any,
+        msg: Any,
+        timeout: float | None = None,
+        accept: Callable[[Any], bool] = lambda reply: True,
+    ) -> Any:
+        """Ask an actor; late answers to earlier asks are set aside, not taken for this one."""
         assert self._sys is not None
-        return self._sys.ask(target, msg, self.ask_timeout_s if timeout is None else timeout)
+        return self._sys.ask(
+            target,
+            msg,
+            self.ask_timeout_s if timeout is None else timeout,
+            accept=lambda r: not isinstance(r, SubmitResults | OutcomeBatch) and accept(r),
+        )
 
     # --- management -----------------------------------------------------------------------
 
@@ -190,7 +203,12 @@ class Engine:
     def _command(self, msg: Any) -> CommandResult:
         with self._lock:
             self._require_running()
-            reply = self._ask(self._supervisor, msg)
+            command = type(msg).__name__
+            reply = self._ask(
+                self._supervisor,
+                msg,
+                accept=lambda r: isinstance(r, CommandResult) and _is_answer(r, command),
+            )
             if not isinstance(reply, CommandResult):
                 raise EngineError(f"no answer to {type(msg).__name__} (got {reply!r})")
             return reply
@@ -285,6 +303,7 @@ class Engine:
             msg, self.ask_timeout_s if timeout is None else timeout, self._ledger
         )
         self._ready.extend(self._accept_outcomes(self._link.take_refused()))
+        self._ready.extend(self._accept_outcomes(self._link.take_set_aside()))
         return reply
 
     # --- stats ----------------------------------------------------------------------------
@@ -293,7 +312,9 @@ class Engine:
         """Messages in flight, counters, and one entry per actor (see README)."""
         with self._lock:
             self._require_running()
-            reply = self._ask(self._supervisor, StatsQuery(0))
+            reply = self._ask(
+                self._supervisor, StatsQuery(0), accept=lambda r: isinstance(r, SupervisorStats)
+            )
             if not isinstance(reply, SupervisorStats):
                 raise EngineError(f"no stats from the supervisor (got {reply!r})")
             return self._build_stats(reply)
@@ -303,6 +324,8 @@ class Engine:
         if self._link is not None:
             counters["router_relocations"] = self._link.relocations
             counters["readmitted"] = self._link.readmitted
+            counters["orphaned_admissions"] = self._link.orphaned_admissions
+            counters["stale_answers"] = self._sys.stale if self._sys else 0
         counters.update(self._ledger.counters())
         counters["late_outcomes"] = self._ledger.late_outcomes
         counters.update({f"listeners.{k}": int(v) for k, v in self._listeners.stats().items()})
@@ -348,6 +371,7 @@ class Engine:
                 self._supervisor,
                 ShutdownRequest(timeout_s=c.shutdown_timeout_s, drain_timeout_s=c.drain_timeout_s),
                 c.shutdown_timeout_s + _MARGIN_S,
+                accept=lambda r: isinstance(r, ShutdownDone),
             )
             messages = {m.message_id: m for m in self._ledger.unresolved()}
             stages: list[StageReport] = []
@@ -405,3 +429,15 @@ class Engine:
     @property
     def shutdown_report(self) -> ShutdownReport | None:
         return self._report
+
+
+_COMMANDS = {
+    "AddAccount": "add_account",
+    "RemoveAccount": "remove_account",
+    "AddProvider": "add_provider",
+    "RemoveProvider": "remove_provider",
+}
+
+
+def _is_answer(reply: CommandResult, command: str) -> bool:
+    return reply.command == _COMMANDS.get(command)

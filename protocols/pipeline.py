@@ -47,6 +47,8 @@ class SubmitBatch(Message):
     messages: tuple[InboundMessage, ...]
     generation: int = 0
     readmit: bool = False
+    request_id: int = 0
+    """Echoed in the answer. The same id asked again is answered again, not re-applied."""
 
 
 @message("submit_results")
@@ -56,6 +58,7 @@ class SubmitResults(Message):
 
     results: tuple[Accepted | Rejected, ...]
     generation: int = 0
+    request_id: int = 0
 
 
 @message("collect_outcomes")
@@ -66,6 +69,7 @@ class CollectOutcomes(Message):
     max_items: int
     wait_s: float = 0.0
     generation: int = 0
+    request_id: int = 0
 
     def _validate(self) -> None:
         check_range(self, "max_items", self.max_items, lo=1)
@@ -80,6 +84,7 @@ class OutcomeBatch(Message):
     outcomes: tuple[Outcome, ...] = ()
     events: tuple[AccountEvent, ...] = ()
     generation: int = 0
+    request_id: int = 0
 
 
 @message("ai_batch")

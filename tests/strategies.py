@@ -145,23 +145,27 @@ STRATEGIES |= {
         messages=st.lists(inbound, max_size=4).map(tuple),
         generation=gens,
         readmit=st.booleans(),
+        request_id=gens,
     ),
     p.SubmitResults: st.builds(
         p.SubmitResults,
         results=st.lists(STRATEGIES[p.Accepted] | STRATEGIES[p.Rejected], max_size=4).map(tuple),
         generation=gens,
+        request_id=gens,
     ),
     p.CollectOutcomes: st.builds(
         p.CollectOutcomes,
         max_items=st.integers(min_value=1, max_value=10**6),
         wait_s=times,
         generation=gens,
+        request_id=gens,
     ),
     p.OutcomeBatch: st.builds(
         p.OutcomeBatch,
         outcomes=st.lists(outcomes(), max_size=4).map(tuple),
         events=st.lists(STRATEGIES[p.AccountEvent], max_size=2).map(tuple),
         generation=gens,
+        request_id=gens,
     ),
     p.AIBatch: st.builds(
         p.AIBatch,

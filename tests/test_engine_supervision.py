@@ -105,3 +105,22 @@ def test_a_sigkilled_router_or_pool_loses_no_accepted_message(
     assert collect(engine, ["wamid.1000"])["wamid.1000"].status == "replied"
     sent = engine.ask_child("account", "acct-1", LoopbackSent())
     assert len({r.message_id for r in sent.records}) == sent.sent_total  # nobody got two replies
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_a_repeated_request_id_is_answered_again_not_admitted_twice(
+    make_engine: EngineFactory, base: str
+) -> None:
+    from protocols import SubmitBatch, SubmitResults
+
+    engine = make_engine(base, echo={"latency_s": 0.05}, accounts=("acct-1",))
+    link = engine._link
+    assert link is not None
+    batch = SubmitBatch(messages=(inbound(1),), generation=link.generation, request_id=9999)
+    system = engine._sys
+    assert system is not None
+    first = system.ask(link.address, batch, 10.0)
+    again = system.ask(link.address, batch, 10.0)
+    assert isinstance(first, SubmitResults)
+    assert again == first
+    assert actor(engine, "router")["counters"]["accepted"] == 1

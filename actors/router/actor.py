@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from actors._actor import EngineActor
@@ -46,6 +47,16 @@ MAX_EVENTS = 1000
 """Account events kept for the gateway's listeners; older ones are dropped and counted."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Collector:
+    """A long-polling collection: answered at the first outcome or at ``until``."""
+
+    asker: Address
+    max_items: int
+    until: float
+    request_id: int
+
+
 class RouterActor(EngineActor):
     role = "router"
 
@@ -55,7 +66,9 @@ class RouterActor(EngineActor):
         self.pool: Address = None
         self.pool_generation = 0
         self.accounts: dict[str, tuple[Address, int]] = {}
-        self.collector: tuple[Address, int, float] | None = None  # (asker, max_items, until)
+        self.collector: _Collector | None = None
+        self.last_submit: SubmitResults | None = None
+        self.last_batch: OutcomeBatch | None = None
         self.drain: tuple[Address, float] | None = None  # (supervisor, deadline)
         self._drained_at_start = 0
         self.events: deque[AccountEvent] = deque(maxlen=MAX_EVENTS)
@@ -102,44 +115,58 @@ class RouterActor(EngineActor):
 
     def on_submit(self, msg: SubmitBatch, sender: Address) -> None:
         if self._wrong_generation(msg.generation):
-            self.send(sender, SubmitResults(results=(), generation=self.generation))
+            self.send(
+                sender,
+                SubmitResults(results=(), generation=self.generation, request_id=msg.request_id),
+            )
+            return
+        if msg.request_id and self.last_submit and self.last_submit.request_id == msg.request_id:
+            # The gateway asks again because our answer was late or lost: answer the same,
+            # never admit the batch twice.
+            self.send(sender, self.last_submit)
             return
         results = self._core.submit(msg.messages, time.time(), readmit=msg.readmit)
-        self.send(sender, SubmitResults(results=tuple(results), generation=self.generation))
+        reply = SubmitResults(
+            results=tuple(results), generation=self.generation, request_id=msg.request_id
+        )
+        self.last_submit = reply
+        self.send(sender, reply)
         for alert in self._core.alerts:
             self.log.warning(alert)
         self._core.alerts.clear()
 
     def on_collect(self, msg: CollectOutcomes, sender: Address) -> None:
         if self._wrong_generation(msg.generation):
-            self.send(sender, OutcomeBatch(generation=self.generation))
+            self.send(sender, OutcomeBatch(generation=self.generation, request_id=msg.request_id))
             return
-        if self.collector is not None:  # one gateway collects at a time; answer the old one
-            self._answer_collector()
-        if self._core.outcomes_ready or self.events or msg.wait_s <= 0:
-            outcomes = self._core.collect(msg.max_items)
+        if msg.request_id and self.last_batch and self.last_batch.request_id == msg.request_id:
+            self.send(sender, self.last_batch)  # asked again: the same outcomes, not lost ones
+            return
+        if self.collector is not None:
+            # The gateway gave up on its earlier collection (it asks one at a time): end it
+            # empty, so that no outcome goes to an ask nobody waits for.
+            old = self.collector
+            self.collector = None
             self.send(
-                sender,
-                OutcomeBatch(
-                    outcomes=tuple(outcomes), events=self._take_events(), generation=self.generation
-                ),
+                old.asker, OutcomeBatch(generation=self.generation, request_id=old.request_id)
             )
+        self.collector = _Collector(sender, msg.max_items, time.time() + msg.wait_s, msg.request_id)
+        if self._core.outcomes_ready or self.events or msg.wait_s <= 0:
+            self._answer_collector()
             return
-        until = time.time() + msg.wait_s
-        self.collector = (sender, msg.max_items, until)
-        self.arm(until, time.time())
+        self.arm(self.collector.until, time.time())
 
     def _answer_collector(self) -> None:
         assert self.collector is not None
-        asker, max_items, _ = self.collector
-        self.collector = None
-        outcomes = self._core.collect(max_items)
-        self.send(
-            asker,
-            OutcomeBatch(
-                outcomes=tuple(outcomes), events=self._take_events(), generation=self.generation
-            ),
+        collector, self.collector = self.collector, None
+        batch = OutcomeBatch(
+            outcomes=tuple(self._core.collect(collector.max_items)),
+            events=self._take_events(),
+            generation=self.generation,
+            request_id=collector.request_id,
         )
+        self.last_batch = batch
+        self.send(collector.asker, batch)
 
     def on_event(self, msg: AccountEvent, sender: Address) -> None:
         if len(self.events) == MAX_EVENTS:
@@ -197,7 +224,7 @@ class RouterActor(EngineActor):
     def next_wakeup(self) -> float | None:
         times = [t for t in (self._core.next_wakeup() if self.core else None,) if t is not None]
         if self.collector is not None:
-            times.append(self.collector[2])
+            times.append(self.collector.until)
         if self.drain is not None:
             times.append(self.drain[1])
         return min(times) if times else None
@@ -221,7 +248,9 @@ class RouterActor(EngineActor):
                 self.send(target[0], SendBatch(replies=tuple(replies), generation=self.generation))
         if cancel and self.pool is not None:
             self.send(self.pool, CancelBatch(message_ids=tuple(cancel), generation=self.generation))
-        if self.collector is not None and (self._core.outcomes_ready or now >= self.collector[2]):
+        if self.collector is not None and (
+            self._core.outcomes_ready or self.events or now >= self.collector.until
+        ):
             self._answer_collector()
         if self.drain is not None and (self._core.drained or now >= self.drain[1]):
             self._finish_drain()
