@@ -11,6 +11,7 @@ extra ticks.
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from actors._wiring import Address, Configure
 __all__ = ["EngineActor"]
 
 _TICK = "tick"
+_TIMER_SLACK_S = 0.001  # a timer due this much after the wanted time is good enough
 
 
 class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
@@ -44,7 +46,8 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
         self.name = self.role
         self.generation = 0
         self.base = ""
-        self._timer_at: float | None = None
+        self._armed: list[float] = []  # heap of due times of our timers not yet fired
+        self._sampled: dict[str, tuple[float, int]] = {}  # key -> (last logged, suppressed)
         self.log = logger.bind(actor=self.role)
 
     # --- hooks --------------------------------------------------------------------------
@@ -88,8 +91,6 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
         if isinstance(msg, WakeupMessage):
             payload = msg.payload
             if isinstance(payload, tuple) and payload and payload[0] == _TICK:
-                if self._timer_at is not None and payload[1] <= self._timer_at + 1e-9:
-                    self._timer_at = None
                 self.on_tick(now)
             else:
                 self.on_wakeup(payload, now)
@@ -127,13 +128,37 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
         self.arm(self.next_wakeup(), now)
 
     def arm(self, at: float | None, now: float) -> None:
-        """Make sure a tick happens at ``at`` (keeps one current timer, the earliest)."""
+        """Make sure a tick happens at ``at``.
+
+        Thespian cannot cancel a timer and keeps every pending one in a list it re-sorts on
+        each new timer. So the actor remembers the due times of its own timers and adds one
+        only when none is due by ``at`` already: re-arming the same far deadline every turn
+        would otherwise pile up thousands of timers.
+        """
         if at is None:
             return
-        if self._timer_at is not None and self._timer_at <= at:
+        armed = self._armed
+        while armed and armed[0] <= now:  # fired (or firing now): forget them
+            heapq.heappop(armed)
+        if armed and armed[0] <= at + _TIMER_SLACK_S:
             return
-        self._timer_at = at
+        heapq.heappush(armed, at)
         self.wakeupAfter(timedelta(seconds=max(0.0, at - now)), payload=(_TICK, at))
+
+    def warn_sampled(self, key: str, message: str, *args: Any, every_s: float = 10.0) -> None:
+        """Log a warning at most once per ``every_s`` per key, saying how many were held back.
+
+        Limits under load recur many times a second; one line per interval with a count
+        says the same without flooding the log.
+        """
+        now = time.monotonic()
+        last, held = self._sampled.get(key, (-1e18, 0))
+        if now - last < every_s:
+            self._sampled[key] = (last, held + 1)
+            return
+        suffix = f" ({held} more like this in the last {every_s:g} s)" if held else ""
+        self.log.warning(message + suffix, *args)
+        self._sampled[key] = (now, 0)
 
     def _crash(self, msg: Any) -> None:
         self.log.opt(exception=True).error(

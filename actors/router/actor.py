@@ -132,7 +132,7 @@ class RouterActor(EngineActor):
         self.last_submit = reply
         self.send(sender, reply)
         for alert in self._core.alerts:
-            self.log.warning(alert)
+            self.warn_sampled("occupancy", alert)
         self._core.alerts.clear()
 
     def on_collect(self, msg: CollectOutcomes, sender: Address) -> None:
@@ -234,7 +234,7 @@ class RouterActor(EngineActor):
             return
         expired = self._core.expire(now)
         if expired:
-            self.log.warning("{} messages timed out", expired)
+            self.warn_sampled("timeouts", "{} messages timed out", expired)
 
     def after_turn(self, now: float) -> None:
         if self.core is None:

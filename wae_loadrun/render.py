@@ -1,0 +1,229 @@
+"""The human report: aligned tables on stdout, ending with the exactly-once verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from actors.config import settings
+
+__all__ = ["render", "verdict"]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "  ") -> list[str]:
+    cells = [[str(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, r in enumerate(cells):
+        first = r[0].ljust(widths[0])
+        rest = [v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)]
+        lines.append(indent + "  ".join([first, *rest]).rstrip())
+        if n == 0:
+            lines.append(indent + "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.3f}"
+    return str(v)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The last line: ``exactly-once: OK (...)`` or ``exactly-once: FAILED (...)``."""
+    e = report["exactly_once"]
+    if e["ok"]:
+        return f"exactly-once: OK ({e['accepted']:,} accepted, {e['outcomes']:,} outcomes)"
+    return "exactly-once: FAILED (" + "; ".join(e["problems"]) + ")"
+
+
+def _config_lines(r: dict[str, Any]) -> list[str]:
+    o = r["options"]
+    amount = f"{o['messages']:,} messages" if o["messages"] else f"{o['duration']:g} s"
+    rate = f"{o['rate']:,.0f} msgs/s" if o["rate"] else "unlimited"
+    pop = o["popularity"] + (f" s={o['zipf_s']:g}" if o["popularity"] == "zipf" else "")
+    m = r["machine"]
+    lines = [
+        f"  base         {o['base']}  ({m['cpus']} CPUs, Python {m['python']})",
+        f"  traffic      {o['accounts']} accounts, {o['customers']:,} customers ({pop}), {amount}, "
+        f"rate {rate}, batch {o['batch']}, seed {o['seed']}",
+        f"  world        {o['providers']} echo provider(s): latency {o['provider_latency']:g} s, "
+        f"jitter {o['provider_jitter']:g} s, failure {o['provider_failure_rate']:g}; loopback: "
+        f"latency {o['transport_latency']:g} s, failure {o['transport_failure_rate']:g}; "
+        f"duplicates {o['duplicates']:g}",
+    ]
+    if o["kill_every"]:
+        who = "a random account" + (" and the router" if o["kill_router"] else "")
+        lines.append(f"  faults       SIGKILL {who} every {o['kill_every']:g} s")
+    defaults = {s.name: s.default for s in settings()}
+    changed = [
+        f"{k}={v!r}"
+        for k, v in r["engine_config"].items()
+        if v != defaults.get(k) and k != "dead_letter_path"
+    ]
+    lines.append("  engine       " + (", ".join(changed) if changed else "EngineConfig defaults"))
+    return lines
+
+
+def render(r: dict[str, Any]) -> str:
+    """The whole human report."""
+    out = ["wa-actor-engine load run", "", "configuration", *_config_lines(r), ""]
+    c, t, ph = r["counts"], r["throughput"], r["phases"]
+    tail = c["outcomes"] - ph["outcomes_while_offering"]
+    out.append(
+        f"traffic: offered for {ph['offer_s']:.1f} s; {tail:,} outcomes after that, the last "
+        f"at {ph['last_outcome_s']:.1f} s; per second = while offering"
+        + ("  (interrupted)" if ph["interrupted"] else "")
+        + (f"  (STOPPED: {ph['error']})" if ph.get("error") else "")
+        + ("  (collection timed out)" if ph["collect_timed_out"] else "")
+    )
+    out += _table(
+        ["", "offered", "accepted", "rejected", "outcomes", "replied"],
+        [
+            [
+                "messages",
+                c["offered"],
+                c["accepted"],
+                c["rejected"],
+                c["outcomes"],
+                r["outcomes_by_status"].get("replied", 0),
+            ],
+            [
+                "per second",
+                t["offered_per_s"],
+                t["accepted_per_s"],
+                None,
+                t["completed_per_s"],
+                t["replied_per_s"],
+            ],
+        ],
+    )
+    if c["duplicates_offered"]:
+        out.append(
+            f"  redelivered webhooks: {c['duplicates_offered']:,} offered, "
+            f"{c['duplicates_rejected']:,} rejected duplicate, "
+            f"{c['duplicates_accepted']:,} accepted"
+        )
+    lat = r["latency_ms"]
+    out += ["", "latency, submit to outcome (ms)"]
+    out += _table(
+        ["", "p50", "p90", "p99", "max", "outcomes"],
+        [["", lat["p50"], lat["p90"], lat["p99"], lat["max"], lat["count"]]],
+    )
+    out += ["", "outcomes by status and reason"]
+    out += _table(["", "count"], [[k, v] for k, v in r["outcomes"].items()] or [["(none)", 0]])
+    out += ["", "rejections by reason"]
+    out += _table(["", "count"], [[k, v] for k, v in r["rejections"].items()] or [["(none)", 0]])
+    rs = r["restarts"]
+    out += [
+        "",
+        f"restarts: {rs['total']} ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(rs["by_role"].items()) if v)
+        + ")"
+        + f"; router relocations {rs['router_relocations']}, re-admitted {rs['readmitted']:,}"
+        + (f"; kills sent {sum(1 for k in rs['kills'] if k['delivered'])}" if rs["kills"] else "")
+        + (f"; FAILED: {', '.join(rs['failed_actors'])}" if rs["failed_actors"] else ""),
+    ]
+    out += ["", "bounded structures: peak against cap"]
+    out += _table(
+        ["structure", "peak", "cap", "reached", "2nd half at cap", "note"],
+        [
+            [
+                b["name"],
+                b["peak"],
+                b["cap"],
+                b["reached"],
+                f"{b['at_cap_second_half']:.0%}" if "at_cap_second_half" in b else None,
+                b["note"],
+            ]
+            for b in r["bounds"]
+        ],
+    )
+    if r["rss_kb"]:
+        has_mid = any("middle" in v for v in r["rss_kb"].values())
+        header = ["RSS (MB)", "start"] + (["middle"] if has_mid else []) + ["peak", "end"]
+        rows = []
+        for role, v in r["rss_kb"].items():
+            if not v["peak"]:
+                continue
+            rows.append(
+                [role, v["start"] / 1024]
+                + ([v.get("middle", 0) / 1024] if has_mid else [])
+                + [v["peak"] / 1024, v["end"] / 1024]
+            )
+        out += ["", *(_table(header, rows))]
+    if r["options"]["soak"] and r["rss_growth"]:
+        out += ["", "memory growth per process, middle to end of the run"]
+        out += _table(
+            ["process", "pid", "middle MB", "end MB", "growth", ""],
+            [
+                [
+                    g["process"],
+                    str(g["pid"]),
+                    g["middle_kb"] / 1024,
+                    g["end_kb"] / 1024,
+                    None if g["growth_pct"] is None else f"{g['growth_pct']:+.1f} %",
+                    "> 5 %  FLAG" if g["flag"] else g["note"],
+                ]
+                for g in r["rss_growth"]
+            ],
+        )
+    if r.get("soak"):
+        k = r["soak"]
+        grew = ", ".join(k["grew_too_much"]) or "none"
+        out += [
+            "",
+            f"soak: processes grown > {k['growth_limit_pct']:g} % from middle to end: {grew}",
+            f"  at their cap: {len(k['reached_cap'])} of {len(r['bounds'])} bounded structures "
+            f"({len(k['held_cap_second_half'])} held it through the second half)",
+            "  never reached: " + (", ".join(k["not_reached"]) or "none"),
+        ]
+    sd = r["shutdown"]
+    if sd:
+        out += ["", f"shutdown: {sd['total_s']:.3f} s, {sd['abandoned']} abandoned"]
+        out += _table(
+            ["stage", "seconds", "drained", "abandoned"],
+            [[s["name"], s["seconds"], s["drained"], s["abandoned"]] for s in sd["stages"]],
+        )
+    if r["leftover_processes"]:
+        out.append(f"  processes left after shutdown (killed): {r['leftover_processes']}")
+    if r["dead_letters"]:
+        dl = r["dead_letters"]
+        out.append(f"  dead-letter journal: {dl['path']} ({dl['bytes']:,} bytes)")
+    if r["baseline"]:
+        b, q = r["baseline"], r["ratios"]
+        out += [
+            "",
+            f"raw Thespian on {b['base']} (same machine, same run) and the engine against it",
+        ]
+        out += _table(
+            ["", "raw Thespian", "engine", "engine / raw"],
+            [
+                [
+                    "one item per tell, msgs/s",
+                    b["tell_per_s"],
+                    t["completed_per_s"],
+                    f"{q['completed_vs_raw_tell']:.2f}x",
+                ],
+                [
+                    f"{b['batch_size']} items per tell, items/s",
+                    b["batch_items_per_s"],
+                    t["completed_per_s"],
+                    f"{q['completed_vs_raw_batched']:.3f}x",
+                ],
+                [
+                    "round trip (ask) median vs p50 latency, ms",
+                    b["rtt_median_ms"],
+                    lat["p50"],
+                    f"{q['p50_latency_vs_raw_rtt']:.1f}x",
+                ],
+            ],
+        )
+    out += ["", verdict(r)]
+    return "\n".join(out)

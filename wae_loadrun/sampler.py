@@ -1,0 +1,157 @@
+"""Periodic samples of the engine: gauges of every bounded structure and RSS by role.
+
+One sample = one ``engine.stats()`` plus /proc reads. Per-process RSS is kept only at a
+few moments (start, middle, end, peak) so a long soak does not grow the runner itself.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from actors import Engine, EngineError
+
+from . import procs
+
+__all__ = ["ROLES", "Sampler"]
+
+ROLES = ("gateway", "admin", "logger", "supervisor", "router", "ai_pool", "accounts", "account_max")
+"""RSS columns: this process (the Engine facade), Thespian's admin and logger, the actors."""
+
+_GAUGES = (
+    "in_flight",
+    "gate_processing",
+    "gate_queued",
+    "router_depth",
+    "uncollected",
+    "pool_depth",
+    "account_depth_max",
+    "recipients_max",
+    "sent_memory_max",
+)
+
+
+class Sampler:
+    """Samples an engine; keeps a compact time series and per-process RSS snapshots."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.multiproc = engine.base.startswith("multiproc")
+        self.rows: list[dict[str, Any]] = []
+        self.last_stats: dict[str, Any] | None = None
+        self.first_stats: dict[str, Any] | None = None
+        self.failures = 0
+        self.peaks: dict[str, float] = {}
+        self.snapshots: dict[str, dict[str, tuple[int, int]]] = {}  # moment -> proc -> (pid, kB)
+        self.proc_peak: dict[str, tuple[int, int]] = {}
+        self._logger_pid: int | None = None
+
+    def sample(self, t: float, extra: dict[str, Any]) -> dict[str, Any] | None:
+        """Take one sample at run time ``t``; ``extra`` (the runner's counts) joins the row."""
+        try:
+            stats = self.engine.stats()
+        except EngineError:
+            self.failures += 1  # e.g. the supervisor was busy restarting the router
+            return None
+        if self.first_stats is None:
+            self.first_stats = stats
+        self.last_stats = stats
+        row: dict[str, Any] = {"t": round(t, 3), **extra, **self._gauges(stats)}
+        rss, per_proc = self._rss(stats)
+        row["rss_kb"] = rss
+        for key, value in row.items():
+            if key in _GAUGES:
+                self.peaks[key] = max(self.peaks.get(key, 0), value)
+        for name, value in rss.items():
+            self.peaks[f"rss.{name}"] = max(self.peaks.get(f"rss.{name}", 0), value)
+        for proc, (pid, kb) in per_proc.items():
+            if kb > self.proc_peak.get(proc, (0, 0))[1]:
+                self.proc_peak[proc] = (pid, kb)
+        self.snapshots.setdefault("start", per_proc)
+        self.snapshots["end"] = per_proc
+        self.rows.append(row)
+        return row
+
+    def mark(self, moment: str) -> None:
+        """Remember the latest per-process RSS as ``moment`` (e.g. ``"middle"``)."""
+        if "end" in self.snapshots:
+            self.snapshots[moment] = self.snapshots["end"]
+            self.rows[-1][moment] = True
+
+    # -- gauges -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _gauges(stats: dict[str, Any]) -> dict[str, int]:
+        c = stats["counters"]
+        g = {
+            "in_flight": int(stats["in_flight"]),
+            "gate_processing": int(c.get("router.gate.processing", 0)),
+            "gate_queued": int(c.get("router.gate.queued", 0)),
+            "uncollected": int(c.get("router.outcomes_ready", 0)),
+            "restarts": int(c.get("restarts", 0)),
+            "router_depth": 0,
+            "pool_depth": 0,
+            "account_depth_max": 0,
+            "recipients_max": 0,
+            "recipients_sum": 0,
+            "sent_memory_max": 0,
+        }
+        for a in stats["actors"]:
+            if a["role"] == "router":
+                g["router_depth"] = int(a["depth"])
+            elif a["role"] == "ai_pool":
+                g["pool_depth"] = int(a["depth"])
+            elif a["role"] == "account":
+                ac = a.get("counters") or {}
+                g["account_depth_max"] = max(g["account_depth_max"], int(a["depth"]))
+                g["recipients_max"] = max(g["recipients_max"], int(ac.get("recipients", 0)))
+                g["recipients_sum"] += int(ac.get("recipients", 0))
+                g["sent_memory_max"] = max(g["sent_memory_max"], int(ac.get("sent_memory", 0)))
+        return g
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _rss(self, stats: dict[str, Any]) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+        per_proc: dict[str, tuple[int, int]] = {}
+        gateway = procs.rss_kb(os.getpid()) or 0
+        per_proc["gateway"] = (os.getpid(), gateway)
+        rss = dict.fromkeys(ROLES, 0)
+        rss["gateway"] = gateway
+        if not self.multiproc:
+            return rss, per_proc  # every actor lives in this process
+        admin = stats.get("admin_pid")
+        actor_pids = {a["pid"] for a in stats["actors"] if a["pid"]}
+        if admin:
+            self._find_logger(admin, actor_pids)
+            kb = procs.rss_kb(admin)
+            if kb is not None:
+                rss["admin"] = kb
+                per_proc["admin"] = (admin, kb)
+        if self._logger_pid is not None:
+            kb = procs.rss_kb(self._logger_pid)
+            if kb is not None:
+                rss["logger"] = kb
+                per_proc["logger"] = (self._logger_pid, kb)
+        for a in stats["actors"]:
+            if not a["pid"]:
+                continue
+            kb = procs.rss_kb(a["pid"])
+            if kb is None:
+                continue
+            role = a["role"]
+            if role == "account":
+                rss["accounts"] += kb
+                rss["account_max"] = max(rss["account_max"], kb)
+                per_proc[f"account:{a['name']}"] = (a["pid"], kb)
+            elif role in rss:
+                rss[role] = kb
+                per_proc[role] = (a["pid"], kb)
+        return rss, per_proc
+
+    def _find_logger(self, admin: int, actor_pids: set[int]) -> None:
+        # Thespian's logger is the admin's child that is no actor (the supervisor is the
+        # other). Looked up again only when the one found is gone.
+        if self._logger_pid is not None and procs.parent(self._logger_pid) == admin:
+            return
+        others = procs.children(admin) - actor_pids
+        self._logger_pid = others.pop() if len(others) == 1 else None
