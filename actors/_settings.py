@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,20 @@ CONFIG_PATH_ENV = "WAE_CONFIG"
 """Environment variable naming a TOML file to load when no path is given."""
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# A string key may name a form its value must have: form -> (rule in words, test).
+FORMS: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "ipv4": ("an IPv4 address literal", _is_ipv4),
+}
+
+
 def key(
     default: Any,
     *,
@@ -49,11 +64,19 @@ def key(
     lo: float | None = None,
     hi: float | None = None,
     above: float | None = None,
+    form: str | None = None,
 ) -> Any:
     """Declare one config key: a dataclass field whose metadata :func:`settings` reads."""
     return field(
         default=default,
-        metadata={"doc": doc, "source": source, "lo": lo, "hi": hi, "above": above},
+        metadata={
+            "doc": doc,
+            "source": source,
+            "lo": lo,
+            "hi": hi,
+            "above": above,
+            "form": form,
+        },
     )
 
 
@@ -69,6 +92,7 @@ class Setting:
     lo: float | None
     hi: float | None
     above: float | None
+    form: str | None = None
 
     @property
     def env_var(self) -> str:
@@ -78,6 +102,8 @@ class Setting:
     def rule(self) -> str:
         """The rule in words, e.g. ``an integer >= 1``."""
         kind = {int: "an integer", float: "a finite number", bool: "a boolean", str: "a string"}
+        if self.form is not None:
+            return f"{kind[self.type]} holding {FORMS[self.form][0]}"
         parts = [kind[self.type]]
         if self.above is not None:
             parts.append(f"> {self.above:g}")
@@ -108,6 +134,7 @@ def settings() -> tuple[Setting, ...]:
                 lo=f.metadata["lo"],
                 hi=f.metadata["hi"],
                 above=f.metadata["above"],
+                form=f.metadata["form"],
             )
             for f in dataclasses.fields(EngineConfig)
         )
@@ -127,11 +154,14 @@ def check(spec: Setting, value: Any, origin: str | None) -> Any:
     """
     kind = type(value)
     if spec.type is float:
-        ok = kind in (int, float) and math.isfinite(value)
+        try:
+            ok = kind in (int, float) and math.isfinite(value)
+        except OverflowError:  # an int too large for a float (TOML integers are unbounded)
+            ok = False
         value = float(value) if ok else value
     else:
         ok = kind is spec.type  # exact: True is not an integer here
-    if not ok:
+    if not ok or (spec.form is not None and not FORMS[spec.form][1](value)):
         raise _fail(spec, value, origin)
     if spec.type in (int, float) and (
         (spec.lo is not None and value < spec.lo)
@@ -185,7 +215,7 @@ def load_config(
         try:
             with open(path, "rb") as fh:
                 doc = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # TOMLDecodeError, and tomllib's int digit limit
             raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
         table = doc.get("engine", {})
         if not isinstance(table, dict):

@@ -9,6 +9,7 @@ kills what is left — only PIDs of this system, never by name.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from loguru import logger
 from thespian.actors import ActorSystem
 
 from actors import (
+    _netsafe,  # installs loopback binding and the allowlisted unpickler
     _procs,
     _thespian_fixes,  # noqa: F401 (installs the timer fix)
 )
@@ -63,6 +65,8 @@ class SystemHandle:
         from actors.supervisor.actor import SupervisorActor
 
         capabilities = {"Admin Port": self.admin_port} if self.multiproc else {}
+        if self.multiproc:
+            self._bind(config.bind_address)
         # The admin and every actor process are forked from here and inherit the warning
         # filters of this moment: give them Python's defaults, whatever the embedding
         # process (a test run with warnings as errors, say) has set.
@@ -86,6 +90,16 @@ class SystemHandle:
             self._pids.add(started.supervisor_pid)
             self.remember_pids()
         return started
+
+    def _bind(self, host: str) -> None:
+        # Every process of the system is forked from here or from the admin, after this.
+        _netsafe.bind_to(host)
+        if not ipaddress.IPv4Address(host).is_loopback:
+            logger.bind(actor="engine").warning(
+                "the actor system listens on {} (bind_address), not on loopback: whoever "
+                "reaches its ports can send it messages unauthenticated (see README, Security)",
+                "every interface" if host == _netsafe.ANY_ADDRESS else host,
+            )
 
     def ask(
         self,

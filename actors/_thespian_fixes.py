@@ -20,7 +20,7 @@ from typing import Any
 
 import thespian
 
-__all__ = ["PATCHED_VERSION", "apply", "keep_zero_delays"]
+__all__ = ["PATCHED_VERSION", "apply", "keep_zero_delays", "require_pinned_thespian"]
 
 PATCHED_VERSION = "4.0.1"
 
@@ -35,14 +35,23 @@ def keep_zero_delays(predicate: Callable[[Any], Any] | None, items: Iterable[Any
     return builtins.filter(predicate, items)
 
 
-def apply() -> None:
-    """Install the fix (idempotent); refuse to patch a Thespian it was not written for."""
+def require_pinned_thespian(patcher: str, recheck: str) -> None:
+    """Refuse to patch a Thespian other than the pinned one.
+
+    Raises:
+        RuntimeError: naming ``patcher``, both versions and what to ``recheck`` first.
+    """
     version = getattr(thespian, "__version__", None) or _installed_version()
     if version != PATCHED_VERSION:
         raise RuntimeError(
-            f"actors._thespian_fixes targets thespian {PATCHED_VERSION}, found {version}: "
-            "re-check TCPTransport._runWithExpiry before changing the pin"
+            f"{patcher} targets thespian {PATCHED_VERSION}, found {version}: "
+            f"re-check {recheck} before changing the pin"
         )
+
+
+def apply() -> None:
+    """Install the fix (idempotent); refuse to patch a Thespian it was not written for."""
+    require_pinned_thespian("actors._thespian_fixes", "TCPTransport._runWithExpiry")
     tcp_module.__dict__["filter"] = keep_zero_delays  # shadows the builtin in that module only
 
 

@@ -215,6 +215,13 @@ class EngineConfig:
         source=f"{_NEW}: codec frame limit",
         doc="Largest msgpack frame encoded or decoded; checked before unpacking.",
     )
+    bind_address: str = _key(
+        "127.0.0.1",
+        form="ipv4",
+        source=f"{_NEW}: Thespian listens on every interface and runs what it unpickles",
+        doc="Address every Thespian port (admin, actors) listens on; anything but loopback "
+        "exposes the actor system (README, Security); `0.0.0.0` means every interface.",
+    )
 
     def __post_init__(self) -> None:
         for spec in settings():
