@@ -72,6 +72,9 @@ class SystemHandle:
         # process (a test run with warnings as errors, say) has set.
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            # Thespian drops sockets without closing them; in actor processes that would print
+            # a ResourceWarning per socket to stderr (the embedding process keeps its filters).
+            warnings.filterwarnings("ignore", category=ResourceWarning)
             self._system = ActorSystem(
                 self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
             )
