@@ -239,7 +239,7 @@ def test_echo_failures_are_drawn_from_the_injected_rng_when_the_call_starts() ->
         (
             {"latency": 1},
             "provider 'e': unknown option 'latency' = 1 for kind 'echo' "
-            "(known: failure_rate, latency_s)",
+            "(known: failure_rate, jitter_s, latency_s)",
         ),
     ],
 )
@@ -796,3 +796,20 @@ def test_every_request_ends_exactly_once_in_time_from_a_usable_provider(
     stats = core.stats()
     assert stats["replies"] + stats["failures"] == len(ended)
     assert stats["late_replies"] == 0
+
+
+def test_echo_jitter_spreads_completions_between_latency_and_latency_plus_jitter() -> None:
+    spec = ProviderSpec(name="e", kind="echo", options={"latency_s": 1.0, "jitter_s": 0.5})
+    provider = EchoProvider(spec, random.Random(7))
+    for i in range(200):
+        provider.start(
+            AIRequest(
+                message_id=f"m{i}", account_id="a", customer_id="1234567", text="t", deadline=100.0
+            ),
+            0.0,
+        )
+    assert provider.poll(0.999) == []
+    done_early = len(provider.poll(1.25))
+    done_late = len(provider.poll(1.5))
+    assert 0 < done_early < 200  # spread, not all at once
+    assert done_early + done_late == 200  # and all within latency + jitter

@@ -143,7 +143,8 @@ class _Call:
 class EchoProvider:
     """The embedded ``echo`` kind: replies ``echo: <text>`` after ``latency_s``.
 
-    Options: ``latency_s`` (float >= 0, default 0.0) and ``failure_rate`` (0..1, default
+    Options: ``latency_s`` (float >= 0, default 0.0), ``jitter_s`` (a uniform random extra
+    latency up to it, default 0.0) and ``failure_rate`` (0..1, default
     0.0; each call fails with ``provider_error`` with that probability, drawn from ``rng``
     when the call starts). With latency 0 a call is ready at ``poll`` with the same ``now``.
 
@@ -162,6 +163,7 @@ class EchoProvider:
         "_closed",
         "_due",
         "_failure_rate",
+        "_jitter_s",
         "_latency_s",
         "_max",
         "_rng",
@@ -169,7 +171,7 @@ class EchoProvider:
         "name",
     )
 
-    OPTIONS = ("failure_rate", "latency_s")
+    OPTIONS = ("failure_rate", "jitter_s", "latency_s")
 
     def __init__(
         self,
@@ -188,6 +190,9 @@ class EchoProvider:
         where = f"provider {spec.name!r}: option"
         self._latency_s = require_number(
             f"{where} 'latency_s'", spec.options.get("latency_s", 0.0), minimum=0
+        )
+        self._jitter_s = require_number(
+            f"{where} 'jitter_s'", spec.options.get("jitter_s", 0.0), minimum=0
         )
         self._failure_rate = require_number(
             f"{where} 'failure_rate'", spec.options.get("failure_rate", 0.0), minimum=0, maximum=1
@@ -240,7 +245,8 @@ class EchoProvider:
             )
         self._token += 1
         self._calls[mid] = _Call(self._token, result)
-        heapq.heappush(self._due, (now + self._latency_s, self._token, mid))
+        jitter = self._rng.uniform(0.0, self._jitter_s) if self._jitter_s > 0 else 0.0
+        heapq.heappush(self._due, (now + self._latency_s + jitter, self._token, mid))
 
     def poll(self, now: float) -> list[ProviderResult]:
         """Return every call due by ``now``, earliest first."""
