@@ -63,11 +63,17 @@ def encode(msg: Message, *, max_size: int = MAX_FRAME_BYTES) -> bytes:
     """Turn a message into one msgpack frame.
 
     Raises:
-        EncodeError: ``msg`` is not a registered message, or the frame is over ``max_size``.
+        EncodeError: ``msg`` is not a registered message, holds an integer msgpack cannot
+            carry (beyond 64 bits), or the frame is over ``max_size``.
     """
     if not isinstance(msg, Message) or lookup(type(msg).TAG) is not type(msg):
         raise EncodeError(f"cannot encode {type(msg).__name__}: not a registered message")
-    data: bytes = msgpack.packb(_to_wire(msg), use_bin_type=True)
+    try:
+        data: bytes = msgpack.packb(_to_wire(msg), use_bin_type=True)
+    except OverflowError:  # Python ints are unbounded; msgpack's stop at 64 bits
+        raise EncodeError(
+            f"cannot encode {type(msg).__name__}: an integer does not fit in 64 bits"
+        ) from None
     if len(data) > max_size:
         raise EncodeError(
             f"{type(msg).__name__} frame is {len(data)} bytes, over the {max_size}-byte limit"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from actors._envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from protocols import Scalar
 
@@ -106,7 +107,7 @@ def parse_options(
     token = environ.get(token_env, "")
     if not token:
         raise ValueError(
-            f"account {account_id!r}: environment variable {token_env!r} (cloud_api "
+            f"account {account_id!r}: environment variable {show_env_name(token_env)} (cloud_api "
             "option token_env) is not set or empty; it must hold the access token"
         )
     return parsed, token

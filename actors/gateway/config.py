@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors._envnames import show_env_name
 from actors.config import EngineConfig, load_config
 from actors.engine import BASES
 from actors.errors import ConfigError
@@ -145,7 +146,8 @@ def resolve_secrets(config: GatewayConfig, env: Mapping[str, str] | None = None)
         value = env.get(var, "")
         if not value:
             raise ConfigError(
-                f"environment variable {var!r} (named by [gateway] {key}) is not set or empty"
+                f"environment variable {show_env_name(var)} (named by [gateway] {key}) "
+                "is not set or empty"
             )
         values.append(value)
     return GatewaySecrets(verify_token=values[0], app_secret=values[1].encode("utf-8"))
@@ -291,7 +293,7 @@ def load_gateway_config(
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, and tomllib's int digit limit
         raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
     _table(doc, file, _TABLES)
     section = _table(doc.get("gateway", {}), f"{file} [gateway]", _GATEWAY_KEYS)

@@ -197,7 +197,8 @@ class _Parser:
             return
         self.counts["status"] += 1
         value = status.get("status")
-        self.statuses[value if value in _STATUS_VALUES else "other"] += 1
+        # An unhashable value (a list, an object) is "other" too, never a TypeError.
+        self.statuses[value if isinstance(value, str) and value in _STATUS_VALUES else "other"] += 1
 
     def message(self, msg: Any, phone_id: str | None, path: str) -> None:
         if not isinstance(msg, dict):

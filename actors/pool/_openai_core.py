@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from actors._envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from actors.pool.providers import ProviderResult
 from protocols import MAX_TEXT_LEN, Scalar
@@ -122,7 +123,9 @@ def parse_options(provider: str, options: Mapping[str, Scalar]) -> OpenAIOptions
     if env is not None and no_auth:
         raise ValueError(f"{where} 'api_key_env' must not be set with no_auth = true")
     if env is not None and not _ENV_NAME_RE.fullmatch(env):
-        raise ValueError(f"{where} 'api_key_env' must be an environment variable name, got {env!r}")
+        raise ValueError(
+            f"{where} 'api_key_env' must be an environment variable name, got {show_env_name(env)}"
+        )
     prompt = options.get("system_prompt", DEFAULT_SYSTEM_PROMPT)
     if not isinstance(prompt, str):
         raise ValueError(f"{where} 'system_prompt' must be a string, got {prompt!r}")

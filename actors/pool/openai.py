@@ -27,6 +27,7 @@ import aiohttp
 from loguru import logger
 
 from actors._aio import AsyncRunner
+from actors._envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from actors.pool._openai_core import (
     DEFAULT_RETRY_AFTER_S,
@@ -146,7 +147,8 @@ class OpenAIProvider:
             key = (os.environ if environ is None else environ).get(opts.api_key_env, "").strip()
             if not key:
                 raise ValueError(
-                    f"provider {spec.name!r}: environment variable {opts.api_key_env!r} "
+                    f"provider {spec.name!r}: environment variable "
+                    f"{show_env_name(opts.api_key_env)} "
                     "(option 'api_key_env') is not set or empty"
                 )
             self._auth = f"Bearer {key}"

@@ -16,8 +16,8 @@ still due, else after ``latency_s`` by a completion whose text is ``reply(messag
 Faults (each for the next ``times`` requests, ``None`` for every request until
 :meth:`FakeOpenAI.clear`): :meth:`~FakeOpenAI.fail` (a status, optionally with
 ``Retry-After``), :meth:`~FakeOpenAI.hang`, :meth:`~FakeOpenAI.truncate` (a body cut short
-of its Content-Length), :meth:`~FakeOpenAI.not_json`, :meth:`~FakeOpenAI.empty_choices`,
-:meth:`~FakeOpenAI.null_content`, :meth:`~FakeOpenAI.huge`.
+of its Content-Length), :meth:`~FakeOpenAI.not_json`, :meth:`~FakeOpenAI.empty_body`,
+:meth:`~FakeOpenAI.empty_choices`, :meth:`~FakeOpenAI.null_content`, :meth:`~FakeOpenAI.huge`.
 
 ``in_flight``/``peak`` count the requests being handled (hung ones included until their
 client goes away). Stopping releases every waiting handler, so stop is quick.
@@ -163,6 +163,10 @@ class FakeOpenAI:
         """Answer 200 with an HTML body."""
         self._push(_Fault("not_json", times))
 
+    def empty_body(self, *, times: int | None = 1) -> None:
+        """Answer 200 with a JSON content type and no body at all."""
+        self._push(_Fault("empty_body", times))
+
     def empty_choices(self, *, times: int | None = 1) -> None:
         """Answer 200 with ``"choices": []``."""
         self._push(_Fault("empty_choices", times))
@@ -286,6 +290,8 @@ class FakeOpenAI:
             return _error(fault.status, f"fake status {fault.status}", "fake", headers)
         if kind == "not_json":
             return web.Response(text="<html>502 upstream sadness</html>", content_type="text/html")
+        if kind == "empty_body":
+            return web.Response(body=b"", content_type="application/json")
         if kind == "empty_choices":
             return web.json_response({"id": "chatcmpl-fake", "choices": []})
         if kind == "null_content":

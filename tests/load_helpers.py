@@ -1,0 +1,181 @@
+"""A steady load for fault and flood tests: submit at a rate, collect outcomes, check once.
+
+``Load`` runs one background thread that submits a batch every ``batch / rate_per_s``
+seconds and collects whatever outcomes are ready in between, recording when each message
+was accepted and when its outcome arrived. The engine serialises its calls anyway, so one
+thread doing both keeps the test deterministic in what it asks; the test's main thread is
+free to kill processes, call ``shutdown()`` or reprogram a fake meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from actors.engine import Engine
+from protocols import Accepted, InboundMessage, Outcome, Rejected
+
+__all__ = ["Batch", "Load", "cpu_seconds", "rss_mb"]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One ``submit_many`` call: when it started and returned, and its answers."""
+
+    started: float
+    returned: float
+    results: tuple[Accepted | Rejected, ...]
+
+
+@dataclass
+class Load:
+    """Submit ``rate_per_s`` messages a second in batches of ``batch``; collect outcomes.
+
+    Messages are ``<prefix>.<n>`` from customer ``n % customers`` of account
+    ``accounts[n % len(accounts)]``. Times are ``time.monotonic()``.
+    """
+
+    engine: Engine
+    prefix: str
+    rate_per_s: float = 300.0
+    batch: int = 30
+    customers: int = 100_000
+    accounts: tuple[str, ...] = ("acct-1",)
+    text: str = "hi"
+    accepted: dict[str, float] = field(default_factory=dict)  # id -> time accepted
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)  # id -> time the outcome came
+    rejected: Counter[str] = field(default_factory=Counter)
+    batches: list[Batch] = field(default_factory=list)
+    second_outcomes: list[str] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)  # outcomes for ids never accepted
+    errors: list[BaseException] = field(default_factory=list)
+    offered: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def message(self, n: int) -> InboundMessage:
+        return InboundMessage(
+            account_id=self.accounts[n % len(self.accounts)],
+            customer_id=f"+1555{n % self.customers:07d}",
+            message_id=f"{self.prefix}.{n}",
+            text=self.text,
+        )
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> Load:
+        self._thread = threading.Thread(target=self._run, name=f"load-{self.prefix}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        period = self.batch / self.rate_per_s
+        due = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.submit([self.message(self.offered + k) for k in range(self.batch)])
+                self.take(self.engine.outcomes(timeout=0.0))
+                due += period
+                self._stop.wait(max(0.0, due - time.monotonic()))
+        except BaseException as exc:  # handed to the test by stop()
+            self.errors.append(exc)
+
+    def submit(self, messages: list[InboundMessage]) -> list[Accepted | Rejected]:
+        started = time.monotonic()
+        results = self.engine.submit_many(messages)
+        returned = time.monotonic()
+        self.offered += len(messages)
+        self.batches.append(Batch(started, returned, tuple(results)))
+        for result in results:
+            if isinstance(result, Accepted):
+                self.accepted[result.message_id] = returned
+            else:
+                self.rejected[result.reason] += 1
+        return results
+
+    def take(self, outcomes: Iterable[Outcome]) -> None:
+        now = time.monotonic()
+        for outcome in outcomes:
+            mid = outcome.message_id
+            if mid in self.outcomes:
+                self.second_outcomes.append(mid)
+            elif mid not in self.accepted:
+                self.strays.append(mid)
+            else:
+                self.outcomes[mid] = outcome
+                self.arrived[mid] = now
+
+    def stop(self) -> None:
+        """Stop submitting (the thread ends after its current call)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            assert not self._thread.is_alive(), "the load thread did not stop"
+        if self.errors:
+            raise self.errors[0]
+
+    def finish(self, *, deadline_s: float = 30.0) -> None:
+        """Stop, then collect until every accepted message has its outcome (or fail)."""
+        self.stop()
+        until = time.monotonic() + deadline_s
+        while self.missing and time.monotonic() < until:
+            self.take(self.engine.outcomes(timeout=0.2))
+        self.check_exactly_once()
+
+    # --- checks and figures -------------------------------------------------------------
+
+    @property
+    def missing(self) -> set[str]:
+        return set(self.accepted) - set(self.outcomes)
+
+    def check_exactly_once(self) -> None:
+        assert not self.second_outcomes, f"second outcomes for {self.second_outcomes[:5]}"
+        assert not self.strays, f"outcomes for messages never accepted: {self.strays[:5]}"
+        missing = self.missing
+        assert not missing, (
+            f"{len(missing)} accepted messages have no outcome: {sorted(missing)[:5]}"
+        )
+        assert set(self.outcomes) == set(self.accepted)
+
+    def statuses(self) -> Counter[str]:
+        return Counter(
+            f"{o.status}/{o.reason}" if o.reason else o.status for o in self.outcomes.values()
+        )
+
+    def latencies(self) -> list[float]:
+        """Seconds from acceptance to outcome, per message."""
+        return [self.arrived[mid] - self.accepted[mid] for mid in self.outcomes]
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses().items()))
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())) or "none"
+        return (
+            f"offered {self.offered}, accepted {len(self.accepted)}, "
+            f"outcomes {len(self.outcomes)} ({statuses}); rejected: {rejected}"
+        )
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MiB (VmRSS), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        data = fh.read()
+    fields = data[data.rfind(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
