@@ -30,7 +30,7 @@ class Progress:
         if not enabled:
             return
         try:
-            from tqdm import tqdm  # type: ignore[import-untyped]  # optional, no stubs
+            from tqdm import tqdm  # optional (the load extra)
         except ImportError:
             return
         # No monitor thread: the engine's actor processes are forked from this process.

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from actors._actor import EngineActor
-from actors._wiring import ActorReport, Address, Configure, Configured, Forward, StatsQuery
+from actors._shell import RouterServant
+from actors._wiring import Address, Configure, Configured, Forward, StatsQuery
 from actors.account.core import AccountCore
 from actors.account.transports import SentRecord, make_transport
 from protocols import DeliveryBatch, DeliveryReport, SendBatch
@@ -37,16 +37,13 @@ class LoopbackSentReply:
     sent_total: int
 
 
-class AccountActor(EngineActor):
+class AccountActor(RouterServant[DeliveryReport]):
     role = "account"
+    core: AccountCore | None
 
     def __init__(self) -> None:
         super().__init__()
-        self.core: AccountCore | None = None
         self.transport: Any = None
-        self.router: Address = None
-        self.router_generation = 0
-        self.outbox: list[DeliveryReport] = []
         self.sweep_tick_s = 1.0
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
@@ -87,8 +84,7 @@ class AccountActor(EngineActor):
         return self.core
 
     def on_batch(self, msg: SendBatch, sender: Address) -> None:
-        self.router, self.router_generation = sender, msg.generation
-        self.outbox += self._core_.submit(msg.replies, time.time())
+        self.take_work(sender, msg.generation, self._core_.submit(msg.replies, time.time()))
 
     def on_wakeup(self, payload: Any, now: float) -> None:
         if payload == (_SWEEP,) and self.core is not None:
@@ -102,40 +98,14 @@ class AccountActor(EngineActor):
             total = int(getattr(self.transport, "sent_total", 0))
             self.send(msg.reply_to, LoopbackSentReply(self.name, records, total))
 
-    def next_wakeup(self) -> float | None:
-        return self.core.next_wakeup() if self.core else None
-
-    def on_tick(self, now: float) -> None:
-        if self.core is not None:
-            self.outbox += self.core.poll(now)
-
-    def after_turn(self, now: float) -> None:
-        if self.outbox and self.router is not None:
-            self.send(
-                self.router,
-                DeliveryBatch(reports=tuple(self.outbox), generation=self.router_generation),
-            )
-        self.outbox = []
+    def batch(self, results: tuple[DeliveryReport, ...], generation: int) -> DeliveryBatch:
+        return DeliveryBatch(reports=results, generation=generation)
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
-        core = self._core_
-        self.send(
-            sender,
-            ActorReport(
-                token=msg.token,
-                role=self.role,
-                name=self.name,
-                generation=self.generation,
-                pid=self.pid,
-                depth=core.pending,
-                capacity=core.capacity,
-                counters={
-                    **{k: int(v) for k, v in core.stats().items()},
-                    **self._transport_stats(),
-                },
-                extra={"transport_failed": getattr(self.transport, "failure", "") or ""},
-            ),
-        )
+        counters = {k: int(v) for k, v in self._core_.stats().items()}
+        counters.update(self._transport_stats())
+        extra = {"transport_failed": getattr(self.transport, "failure", "") or ""}
+        self.send(sender, self.report(msg.token, counters, extra))
 
     def _transport_stats(self) -> dict[str, int]:
         stats = getattr(self.transport, "stats", None)

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors._actor import EngineActor
-from actors._wiring import ActorReport, Address, Configure, Configured, Forward, StatsQuery
+from actors._shell import RouterServant
+from actors._wiring import Address, Configure, Configured, Forward, StatsQuery
 from actors.pool.core import PoolCore
 from protocols import (
     AddProvider,
@@ -27,15 +27,9 @@ from protocols import (
 __all__ = ["PoolActor"]
 
 
-class PoolActor(EngineActor):
+class PoolActor(RouterServant[AIReply | AIFailure]):
     role = "ai_pool"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.core: PoolCore | None = None
-        self.router: Address = None
-        self.router_generation = 0
-        self.outbox: list[AIReply | AIFailure] = []
+    core: PoolCore | None
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
         return {
@@ -75,8 +69,7 @@ class PoolActor(EngineActor):
         return self.core
 
     def on_batch(self, msg: AIBatch, sender: Address) -> None:
-        self.router, self.router_generation = sender, msg.generation
-        self.outbox += self._core_.submit(msg.requests, time.time())
+        self.take_work(sender, msg.generation, self._core_.submit(msg.requests, time.time()))
 
     def on_cancel(self, msg: CancelBatch, sender: Address) -> None:
         self._core_.cancel(msg.message_ids)
@@ -100,41 +93,17 @@ class PoolActor(EngineActor):
             return
         self.send(msg.reply_to, result)
 
-    def next_wakeup(self) -> float | None:
-        return self.core.next_wakeup() if self.core else None
-
-    def on_tick(self, now: float) -> None:
-        if self.core is not None:
-            self.outbox += self.core.poll(now)
-
-    def after_turn(self, now: float) -> None:
-        if self.outbox and self.router is not None:
-            self.send(
-                self.router,
-                AIResults(results=tuple(self.outbox), generation=self.router_generation),
-            )
-        self.outbox = []
+    def batch(self, results: tuple[AIReply | AIFailure, ...], generation: int) -> AIResults:
+        return AIResults(results=results, generation=generation)
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         core = self._core_
-        stats = core.stats()
-        self.send(
-            sender,
-            ActorReport(
-                token=msg.token,
-                role=self.role,
-                name=self.name,
-                generation=self.generation,
-                pid=self.pid,
-                depth=core.pending,
-                capacity=core.capacity,
-                counters={k: int(v) for k, v in stats.items()},
-                extra={
-                    "providers": [p.name for p in core.providers()],
-                    "provider_stats": core.provider_stats(),
-                },
-            ),
-        )
+        counters = {k: int(v) for k, v in core.stats().items()}
+        extra = {
+            "providers": [p.name for p in core.providers()],
+            "provider_stats": core.provider_stats(),
+        }
+        self.send(sender, self.report(msg.token, counters, extra))
 
     def on_exit(self) -> None:
         if self.core is not None:
