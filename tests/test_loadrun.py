@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,55 @@ def test_every_accepted_message_of_a_small_run_gets_exactly_one_outcome(
         assert written["baseline"]["tell_per_s"] > 0
         assert written["ratios"]["completed_vs_raw_tell"] > 0
         assert written["rss_kb"]["router"]["peak"] > 0
+
+
+def test_a_run_against_the_fake_servers_sends_every_reply_over_http(
+    loadrun: ModuleType, tmp_path: Path
+) -> None:
+    argv = [
+        "--base=multiprocTCPBase",
+        "--edges=fake",
+        "--accounts=2",
+        "--customers=1000",
+        "--messages=100",
+        "--provider-latency=0.05",
+        "--transport-latency=0.02",
+        "--quiet",
+        f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
+    ]
+    report = loadrun.run(loadrun.parse_args(argv))
+
+    c = report["counts"]
+    assert report["exactly_once"]["ok"], report["exactly_once"]
+    assert c["offered"] == c["accepted"] == c["outcomes"] == 100
+    assert report["outcomes_by_status"] == {"replied": 100}
+    e = report["edges"]
+    assert e["kind"] == "fake"
+    # Every message: one LLM call, one Graph send, with the run's secrets and digit recipients.
+    assert e["llm"]["requests"] == e["graph"]["requests"] == 100
+    assert e["llm"]["peak_in_flight"] > 0
+    assert e["graph"]["peak_in_flight"] > 0
+    assert e["llm"]["bearer_ok"]
+    assert e["llm"]["model_ok"]
+    assert e["graph"]["bearer_ok"]
+    assert e["graph"]["to_digits"]
+    assert e["graph"]["phone_number_ids"] == 2
+    (llm_stats,) = e["pool"]["provider_stats"].values()
+    assert llm_stats["calls"] == llm_stats["ok"] == 100
+    assert e["accounts"]["sent"] == 100
+    assert 0 < e["accounts"]["one"]["transport"]["peak_http"] <= e["graph"]["peak_in_flight"]
+    assert report["leftover_processes"] == []
+    assert "fake Graph API saw" in loadrun.render(report)
+    # The secrets lived in the environment for the run only.
+    edges = importlib.import_module("wae_loadrun.edges")
+    assert edges.GRAPH_TOKEN_ENV not in os.environ
+    assert edges.OPENAI_KEY_ENV not in os.environ
+
+
+def test_fake_edges_refuse_the_embedded_only_fault_options(loadrun: ModuleType) -> None:
+    with pytest.raises(SystemExit) as exc:
+        loadrun.parse_args(["--edges=fake", "--transport-failure-rate=0.1"])
+    assert exc.value.code == 2
 
 
 def test_a_bad_option_exits_with_status_2(loadrun: ModuleType) -> None:

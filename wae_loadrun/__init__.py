@@ -2,7 +2,9 @@
 
 Private to the scripts: ``traffic`` (who writes), ``driver`` (the submit/collect loop),
 ``sampler`` (stats and RSS), ``tracker`` (the runner's own exactly-once books), ``report``
-and ``render`` (the dict and its table), ``plot``, ``baseline`` (raw Thespian).
+and ``render`` (the dict and its table), ``plot``, ``baseline`` (raw Thespian), ``edges``
+(loopback + echo, or ``--edges fake``: the HTTP edges against ``fakes``, a fake Graph API
+and a fake OpenAI server that the tests use too; importing ``fakes`` needs aiohttp).
 """
 
 from .options import RunOptions, build_parser, parse_args

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,7 +17,10 @@ from actors.errors import ConfigError
 
 from .traffic import MAX_CUSTOMERS
 
-__all__ = ["SOAK", "RunOptions", "build_parser", "engine_config", "parse_args"]
+__all__ = ["EDGES", "SOAK", "RunOptions", "build_parser", "engine_config", "parse_args"]
+
+EDGES = ("embedded", "fake")
+"""``--edges``: what the accounts send through and the pool calls (see ``edges.py``)."""
 
 DEFAULTS: dict[str, Any] = {
     "accounts": 20,
@@ -50,6 +54,8 @@ class RunOptions:
     popularity: str = "uniform"
     zipf_s: float = 1.1
     seed: int = 1
+    edges: str = "embedded"
+    graph_throughput: float = 1000.0
     providers: int = 1
     provider_latency: float = 0.0
     provider_jitter: float = 0.0
@@ -136,9 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.add_argument("--seed", type=int, default=1, help="seed of traffic and simulation (1)")
     traffic.add_argument("--batch", type=_count, default=200, help="messages per submit (200)")
     world = p.add_argument_group("simulated world")
-    world.add_argument("--providers", type=_count, default=1, help="echo AI providers (1)")
     world.add_argument(
-        "--provider-latency", type=_non_negative, default=0.0, metavar="S", help="AI call time (0)"
+        "--edges",
+        choices=EDGES,
+        default="embedded",
+        help="embedded: loopback transport and echo providers (default); fake: the cloud_api "
+        "transport and openai providers over HTTP against a fake Graph API and a fake "
+        "OpenAI server started in this process (needs aiohttp)",
+    )
+    world.add_argument(
+        "--graph-throughput",
+        type=_positive,
+        default=1000.0,
+        metavar="N",
+        help="--edges fake: cloud_api throughput_per_s of each number (1000)",
+    )
+    world.add_argument("--providers", type=_count, default=1, help="AI providers (1)")
+    world.add_argument(
+        "--provider-latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="AI call time; --edges fake: the fake OpenAI server's answer delay (0)",
     )
     world.add_argument(
         "--provider-jitter",
@@ -151,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider-failure-rate", type=_fraction, default=0.0, metavar="F", help="AI errors (0)"
     )
     world.add_argument(
-        "--transport-latency", type=_non_negative, default=0.0, metavar="S", help="send time (0)"
+        "--transport-latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="send time; --edges fake: the fake Graph API's answer delay (0)",
     )
     world.add_argument(
         "--transport-failure-rate", type=_fraction, default=0.0, metavar="F", help="send errors"
@@ -240,7 +269,21 @@ def check(opts: RunOptions) -> list[str]:
         problems.append("--kill-every needs a multiproc base (actors are processes)")
     if opts.kill_router and opts.kill_every is None:
         problems.append("--kill-router needs --kill-every")
-    if opts.provider_jitter > 0 and "jitter_s" not in _echo_options():
+    if opts.edges == "fake":
+        embedded_only = [
+            flag
+            for flag, value in (
+                ("--provider-jitter", opts.provider_jitter),
+                ("--provider-failure-rate", opts.provider_failure_rate),
+                ("--transport-failure-rate", opts.transport_failure_rate),
+            )
+            if value
+        ]
+        if embedded_only:
+            problems.append(f"{', '.join(embedded_only)}: for --edges embedded only")
+        if importlib.util.find_spec("aiohttp") is None:
+            problems.append("--edges fake needs aiohttp: pip install 'wa-actor-engine[http]'")
+    elif opts.provider_jitter > 0 and "jitter_s" not in _echo_options():
         problems.append(
             "--provider-jitter: the echo provider of this engine has no 'jitter_s' option "
             "(actors/pool/providers.py EchoProvider.OPTIONS)"

@@ -53,10 +53,7 @@ def _config_lines(r: dict[str, Any]) -> list[str]:
         f"  base         {o['base']}  ({m['cpus']} CPUs, Python {m['python']})",
         f"  traffic      {o['accounts']} accounts, {o['customers']:,} customers ({pop}), {amount}, "
         f"rate {rate}, batch {o['batch']}, seed {o['seed']}",
-        f"  world        {o['providers']} echo provider(s): latency {o['provider_latency']:g} s, "
-        f"jitter {o['provider_jitter']:g} s, failure {o['provider_failure_rate']:g}; loopback: "
-        f"latency {o['transport_latency']:g} s, failure {o['transport_failure_rate']:g}; "
-        f"duplicates {o['duplicates']:g}",
+        _world_line(o),
     ]
     if o["kill_every"]:
         who = "a random account" + (" and the router" if o["kill_router"] else "")
@@ -69,6 +66,77 @@ def _config_lines(r: dict[str, Any]) -> list[str]:
     ]
     lines.append("  engine       " + (", ".join(changed) if changed else "EngineConfig defaults"))
     return lines
+
+
+def _world_line(o: dict[str, Any]) -> str:
+    if o.get("edges") == "fake":
+        return (
+            f"  world        {o['providers']} openai provider(s) -> fake OpenAI server, latency "
+            f"{o['provider_latency']:g} s; cloud_api -> fake Graph API, latency "
+            f"{o['transport_latency']:g} s, {o['graph_throughput']:g} msgs/s per number; "
+            f"duplicates {o['duplicates']:g}"
+        )
+    return (
+        f"  world        {o['providers']} echo provider(s): latency {o['provider_latency']:g} s, "
+        f"jitter {o['provider_jitter']:g} s, failure {o['provider_failure_rate']:g}; loopback: "
+        f"latency {o['transport_latency']:g} s, failure {o['transport_failure_rate']:g}; "
+        f"duplicates {o['duplicates']:g}"
+    )
+
+
+def _edge_lines(e: dict[str, Any]) -> list[str]:
+    """``--edges fake``: HTTP requests held at once, seen by the servers and by the engine."""
+    if e.get("kind") != "fake":
+        return []
+    llm, graph = e.get("llm", {}), e.get("graph", {})
+    pool, acc = e.get("pool", {}), e.get("accounts", {})
+    calls = {
+        k: sum(int(p.get(k, 0)) for p in pool.get("provider_stats", {}).values())
+        for k in ("calls", "ok", "errors")
+    }
+    one = acc.get("one", {"name": "-", "transport": {}})
+    t = one["transport"]
+    checks = [
+        ("LLM bearer key", llm.get("bearer_ok")),
+        ("Graph bearer token", graph.get("bearer_ok")),
+        ("Graph 'to' all digits", graph.get("to_digits")),
+    ]
+    out = ["", "HTTP edges: concurrent requests (peak at once) and requests"]
+    out += _table(
+        ["", "peak at once", "requests", "note"],
+        [
+            ["fake OpenAI server saw", llm.get("peak_in_flight"), llm.get("requests"), ""],
+            [
+                "fake Graph API saw",
+                graph.get("peak_in_flight"),
+                graph.get("requests"),
+                f"{graph.get('phone_number_ids', 0)} phone_number_ids in the last requests kept",
+            ],
+            [
+                "ai_pool (openai providers)",
+                pool.get("sampled_peak_in_flight"),
+                calls["calls"],
+                f"sampled in_flight; ok {calls['ok']:,}, errors {calls['errors']:,}",
+            ],
+            [
+                f"one account ({one['name']})",
+                t.get("peak_http"),
+                t.get("http_calls"),
+                f"transport.peak_http; sent {t.get('sent', 0):,}, failed {t.get('failed', 0):,}, "
+                f"retryable {t.get('retryable', 0):,}, throttled {t.get('throttled', 0):,}",
+            ],
+            [
+                f"all {acc.get('accounts', 0)} accounts",
+                acc.get("sampled_peak_in_http_sum"),
+                acc.get("http_calls"),
+                f"sampled sum of transport.in_http; sum of peaks {acc.get('peak_http_sum', 0):,}",
+            ],
+        ],
+    )
+    out.append(
+        "  checks: " + ", ".join(f"{name} {'ok' if ok else 'NOT OK'}" for name, ok in checks)
+    )
+    return out
 
 
 def render(r: dict[str, Any]) -> str:
@@ -116,6 +184,7 @@ def render(r: dict[str, Any]) -> str:
         ["", "p50", "p90", "p99", "max", "outcomes"],
         [["", lat["p50"], lat["p90"], lat["p99"], lat["max"], lat["count"]]],
     )
+    out += _edge_lines(r.get("edges", {}))
     out += ["", "outcomes by status and reason"]
     out += _table(["", "count"], [[k, v] for k, v in r["outcomes"].items()] or [["(none)", 0]])
     out += ["", "rejections by reason"]

@@ -13,6 +13,7 @@ from actors import EngineConfig
 from protocols import ShutdownReport
 
 from .driver import Phases
+from .edges import account_stats, pool_stats
 from .options import RunOptions
 from .sampler import ROLES, Sampler
 from .tracker import Tracker
@@ -38,6 +39,7 @@ def build(
     leftover_pids: list[int],
     baseline: dict[str, Any] | None,
     dead_letters: dict[str, Any] | None,
+    edges: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Gather the whole run into one JSON-ready dict."""
     active_s = max(phases.last_outcome_s, phases.offer_s, 1e-9)
@@ -102,12 +104,38 @@ def build(
         "stats_failures": sampler.failures,
         "baseline": baseline,
         "ratios": _ratios(throughput, lat, baseline),
+        "edges": _edges(edges or {"kind": opts.edges}, sampler),
         "series": sampler.rows,
         "exactly_once": _exactly_once(tracker, phases),
     }
     if opts.soak:
         report["soak"] = _soak(report)
     return report
+
+
+def _edges(edges: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
+    """The fake servers' counts, and the HTTP calls the pool and the accounts held at once.
+
+    Exact peaks: the fake servers' ``peak_in_flight`` and each account's
+    ``transport.peak_http``; the pool's providers keep no peak, so theirs is the highest
+    ``in_flight`` the samples saw (every ``--sample-every`` seconds).
+    """
+    if edges.get("kind") != "fake":
+        return edges
+    stats = sampler.last_stats
+    peaks = sampler.peaks
+    return {
+        **edges,
+        "pool": {
+            **pool_stats(stats),
+            "sampled_peak_in_flight": int(peaks.get("provider_in_flight", 0)),
+        },
+        "accounts": {
+            **account_stats(stats),
+            "sampled_peak_in_http_sum": int(peaks.get("http_in_flight", 0)),
+            "sampled_peak_in_http_max": int(peaks.get("account_http_max", 0)),
+        },
+    }
 
 
 def _soak(report: dict[str, Any]) -> dict[str, Any]:

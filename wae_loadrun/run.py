@@ -6,12 +6,13 @@ import os
 import time
 from typing import Any
 
-from actors import Engine
-from protocols import ProviderSpec, Scalar, ShutdownReport
+from actors import Engine, EngineConfig, EngineError
+from protocols import ShutdownReport
 
 from . import procs
 from .baseline import measure
 from .driver import Driver, Phases
+from .edges import Edges, make_edges
 from .options import RunOptions, engine_config
 from .progress import Progress
 from .report import build
@@ -39,6 +40,17 @@ def run(opts: RunOptions) -> dict[str, Any]:
     """
     cfg = engine_config(opts)
     baseline = measure(opts.base, _baseline_messages(opts)) if opts.baseline else None
+    edges = make_edges(opts)
+    edges.prepare()  # secrets in the environment before any actor process is forked
+    try:
+        return _run(opts, cfg, edges, baseline)
+    finally:
+        edges.close()  # after the engine's shutdown, so that calls in flight could finish
+
+
+def _run(
+    opts: RunOptions, cfg: EngineConfig, edges: Edges, baseline: dict[str, Any] | None
+) -> dict[str, Any]:
     engine = Engine(cfg, base=opts.base, admin_port=opts.admin_port, seed=opts.seed)
     engine.start()
     tracker = Tracker()
@@ -47,26 +59,14 @@ def run(opts: RunOptions) -> dict[str, Any]:
     shutdown: ShutdownReport | None = None
     pids: frozenset[int] = frozenset()
     try:
-        provider_options: dict[str, Scalar] = {
-            "latency_s": opts.provider_latency,
-            "failure_rate": opts.provider_failure_rate,
-        }
-        if opts.provider_jitter:
-            provider_options["jitter_s"] = opts.provider_jitter
-        for i in range(opts.providers):
-            engine.add_provider(
-                ProviderSpec(
-                    name=f"echo-{i}", kind="echo", priority=100 - i, options=provider_options
-                )
-            )
+        edges.start()  # the fake servers' threads start after the actor processes
+        for spec in edges.providers():
+            result = engine.add_provider(spec)
+            if not result.ok:
+                raise EngineError(f"provider {spec.name!r}: {result.detail or result.error}")
         for i in range(opts.accounts):
-            engine.add_account(
-                account_id(i),
-                options={
-                    "latency_s": opts.transport_latency,
-                    "failure_rate": opts.transport_failure_rate,
-                },
-            )
+            transport, options = edges.account(i)
+            engine.add_account(account_id(i), transport=transport, options=options)
         traffic = Traffic(
             accounts=opts.accounts,
             customers=opts.customers,
@@ -122,6 +122,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
         leftover_pids=leftovers,
         baseline=baseline,
         dead_letters=_dead_letters(cfg.dead_letter_path),
+        edges=edges.report(),
     )
 
 

@@ -28,6 +28,9 @@ _GAUGES = (
     "account_depth_max",
     "recipients_max",
     "sent_memory_max",
+    "provider_in_flight",
+    "http_in_flight",
+    "account_http_max",
 )
 
 
@@ -95,18 +98,27 @@ class Sampler:
             "recipients_max": 0,
             "recipients_sum": 0,
             "sent_memory_max": 0,
+            # HTTP edges only (--edges fake): calls held at once, as sampled.
+            "provider_in_flight": 0,  # the pool's providers' in_flight
+            "http_in_flight": 0,  # transport.in_http, summed over the accounts
+            "account_http_max": 0,  # transport.in_http of the busiest account
         }
         for a in stats["actors"]:
             if a["role"] == "router":
                 g["router_depth"] = int(a["depth"])
             elif a["role"] == "ai_pool":
                 g["pool_depth"] = int(a["depth"])
+                ps = (a.get("extra") or {}).get("provider_stats") or {}
+                g["provider_in_flight"] = sum(int(p.get("in_flight", 0)) for p in ps.values())
             elif a["role"] == "account":
                 ac = a.get("counters") or {}
                 g["account_depth_max"] = max(g["account_depth_max"], int(a["depth"]))
                 g["recipients_max"] = max(g["recipients_max"], int(ac.get("recipients", 0)))
                 g["recipients_sum"] += int(ac.get("recipients", 0))
                 g["sent_memory_max"] = max(g["sent_memory_max"], int(ac.get("sent_memory", 0)))
+                in_http = int(ac.get("transport.in_http", 0))
+                g["http_in_flight"] += in_http
+                g["account_http_max"] = max(g["account_http_max"], in_http)
         return g
 
     # -- memory -------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from protocols import InboundMessage
 __all__ = ["MAX_CUSTOMERS", "Traffic", "account_id"]
 
 MAX_CUSTOMERS = 10_000_000
-"""Customer ids are ``+1555`` and seven digits."""
+"""Customer ids are ``+1555`` and seven digits: the ``cloud_api`` transport sends to them
+without the ``+`` (digits, as the Cloud API's ``to`` field wants)."""
 
 
 def account_id(index: int) -> str:

@@ -1,4 +1,7 @@
-"""A fake WhatsApp Cloud API (Graph API) for tests: real HTTP on loopback, in a thread.
+"""A fake WhatsApp Cloud API (Graph API): real HTTP on loopback, in a thread.
+
+Used by the tests (through ``tests.fakes.graph_api``) and by the load runner's
+``--edges fake``.
 
 Usage::
 

@@ -1,5 +1,8 @@
 """A fake OpenAI-compatible Chat Completions server: real HTTP on loopback, in a thread.
 
+Used by the tests (through ``tests.fakes.openai_api``) and by the load runner's
+``--edges fake``.
+
 Usage::
 
     monkeypatch.setenv("OPENAI_KEY", DEFAULT_API_KEY)
@@ -38,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_API_KEY", "FakeOpenAI", "RecordedRequest", "default_reply"]
+__all__ = ["DEFAULT_API_KEY", "FakeOpenAI", "Messages", "RecordedRequest", "default_reply"]
 
 DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
 Messages = list[dict[str, Any]]
