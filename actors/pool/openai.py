@@ -46,9 +46,8 @@ from actors.pool._openai_core import (
 )
 from actors.pool.providers import (
     DEFAULT_MAX_IN_FLIGHT,
-    InFlightLimitError,
-    ProviderClosedError,
     ProviderResult,
+    check_can_start,
 )
 from protocols import AIRequest, ProviderSpec
 
@@ -203,15 +202,7 @@ class OpenAIProvider:
             ValueError: a call for ``request.message_id`` is already in flight.
         """
         mid = request.message_id
-        if self._closed:
-            raise ProviderClosedError(f"provider {self.name!r} is closed; cannot start {mid!r}")
-        if len(self._calls) >= self._max:
-            raise InFlightLimitError(
-                f"provider {self.name!r}: in-flight limit ({self._max}) reached; "
-                f"cannot start {mid!r}"
-            )
-        if mid in self._calls:
-            raise ValueError(f"provider {self.name!r}: a call for {mid!r} is already in flight")
+        check_can_start(self.name, mid, closed=self._closed, calls=self._calls, limit=self._max)
         history = self._context.history(request.customer_id)
         body = build_payload(self._opts, history, request.text)
         self._seq += 1

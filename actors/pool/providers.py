@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +50,26 @@ class ProviderClosedError(EngineError):
 
 class UnknownKindError(ValueError):
     """Raised by :func:`make_provider` for a ``ProviderSpec.kind`` with no registered factory."""
+
+
+def check_can_start(
+    name: str, message_id: str, *, closed: bool, calls: Collection[str], limit: int
+) -> None:
+    """The checks every provider makes before it starts a call.
+
+    Raises:
+        ProviderClosedError: the provider was closed.
+        InFlightLimitError: ``limit`` calls are already in flight.
+        ValueError: a call for ``message_id`` is already in flight.
+    """
+    if closed:
+        raise ProviderClosedError(f"provider {name!r} is closed; cannot start {message_id!r}")
+    if len(calls) >= limit:
+        raise InFlightLimitError(
+            f"provider {name!r}: in-flight limit ({limit}) reached; cannot start {message_id!r}"
+        )
+    if message_id in calls:
+        raise ValueError(f"provider {name!r}: a call for {message_id!r} is already in flight")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,15 +244,7 @@ class EchoProvider:
             ValueError: a call for ``request.message_id`` is already in flight.
         """
         mid = request.message_id
-        if self._closed:
-            raise ProviderClosedError(f"provider {self.name!r} is closed; cannot start {mid!r}")
-        if len(self._calls) >= self._max:
-            raise InFlightLimitError(
-                f"provider {self.name!r}: in-flight limit ({self._max}) reached; "
-                f"cannot start {mid!r}"
-            )
-        if mid in self._calls:
-            raise ValueError(f"provider {self.name!r}: a call for {mid!r} is already in flight")
+        check_can_start(self.name, mid, closed=self._closed, calls=self._calls, limit=self._max)
         if self._failure_rate > 0 and self._rng.random() < self._failure_rate:
             result = ProviderResult(message_id=mid, ok=False, error="provider_error")
         else:
