@@ -8,6 +8,7 @@ restarted actor has a new address and TCP ports get reused.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from protocols._schema import Message, check_range, message
@@ -21,6 +22,26 @@ from protocols.chat import (
     Rejected,
 )
 from protocols.management import AccountEvent
+
+
+class _Batch(Message):
+    """A batch's ``str`` counts its items instead of spelling them out.
+
+    Thespian formats ``str(message)`` for a debug line on every send and throws it away
+    (asyncTransportBase._submitTransmit): spelling out 200 messages cost the router ~9 % of
+    its CPU. ``repr`` still shows everything.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        parts = [
+            f"{f.name}={len(value)}" if isinstance(value, tuple) else f"{f.name}={value!r}"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            for value in (getattr(self, f.name),)
+        ]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
 
 __all__ = [
     "AIBatch",
@@ -37,7 +58,7 @@ __all__ = [
 
 @message("submit_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubmitBatch(Message):
+class SubmitBatch(_Batch):
     """Gateway -> router: inbound messages to admit, answered by ``SubmitResults``.
 
     ``readmit`` marks messages the engine had already accepted before a router restart:
@@ -53,7 +74,7 @@ class SubmitBatch(Message):
 
 @message("submit_results")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubmitResults(Message):
+class SubmitResults(_Batch):
     """Router -> gateway: one ``Accepted`` or ``Rejected`` per submitted message, in order."""
 
     results: tuple[Accepted | Rejected, ...]
@@ -78,7 +99,7 @@ class CollectOutcomes(Message):
 
 @message("outcome_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OutcomeBatch(Message):
+class OutcomeBatch(_Batch):
     """Router -> gateway: outcomes ready now, and account events for listeners."""
 
     outcomes: tuple[Outcome, ...] = ()
@@ -89,7 +110,7 @@ class OutcomeBatch(Message):
 
 @message("ai_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AIBatch(Message):
+class AIBatch(_Batch):
     """Router -> AI pool: requests to answer."""
 
     requests: tuple[AIRequest, ...]
@@ -98,7 +119,7 @@ class AIBatch(Message):
 
 @message("cancel_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CancelBatch(Message):
+class CancelBatch(_Batch):
     """Router -> AI pool: stop working on these (timed out, or their account is gone).
 
     Without it the pool would hold them against its capacity until their deadline.
@@ -110,7 +131,7 @@ class CancelBatch(Message):
 
 @message("ai_results")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AIResults(Message):
+class AIResults(_Batch):
     """AI pool -> router: a reply or a failure per request, in completion order."""
 
     results: tuple[AIReply | AIFailure, ...]
@@ -119,7 +140,7 @@ class AIResults(Message):
 
 @message("send_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SendBatch(Message):
+class SendBatch(_Batch):
     """Router -> account: replies to send."""
 
     replies: tuple[OutboundReply, ...]
@@ -128,7 +149,7 @@ class SendBatch(Message):
 
 @message("delivery_batch")
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryBatch(Message):
+class DeliveryBatch(_Batch):
     """Account -> router: one report per reply, in completion order."""
 
     reports: tuple[DeliveryReport, ...]
