@@ -27,7 +27,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
-from actors import _thespian_fixes  # noqa: F401 (installs the timer fix)
+from actors import _netsafe, _thespian_fixes  # noqa: F401 (installs the fixes)
 from actors._wiring import Address, Configure
 
 __all__ = ["EngineActor"]
@@ -168,6 +168,10 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
         if self.base.startswith("multiproc"):
             os._exit(70)  # EX_SOFTWARE: the process dies, the parent sees ChildActorExited
         self.send(self.myAddress, ActorExitRequest())
+
+    def process_counters(self) -> dict[str, int]:
+        """Counters of this actor's process, added to its stats line."""
+        return {"refused_frames": _netsafe.REFUSED.total()}
 
     @property
     def pid(self) -> int | None:

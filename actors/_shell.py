@@ -60,6 +60,6 @@ class RouterServant(EngineActor, Generic[R]):
             pid=self.pid,
             depth=self.core.pending,
             capacity=self.core.capacity,
-            counters=counters,
+            counters={**counters, **self.process_counters()},
             extra=extra or {},
         )

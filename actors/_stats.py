@@ -68,4 +68,5 @@ def merge_stats(reply: SupervisorStats, counters: Counter[str]) -> dict[str, Any
                 }
             )
     counters["restarts"] = sum(restarts.values())
+    counters["refused_frames"] = sum(r.counters.get("refused_frames", 0) for r in reply.reports)
     return {"counters": dict(counters), "actors": actors}

@@ -284,7 +284,11 @@ class RouterActor(EngineActor):
                 pid=self.pid,
                 depth=core.in_flight,
                 capacity=core.capacity,
-                counters={**core.counters(), "events_dropped": self.events_dropped},
+                counters={
+                    **core.counters(),
+                    "events_dropped": self.events_dropped,
+                    **self.process_counters(),
+                },
                 extra={"pool_depth": pool_depth, "account_depth": account_depth},
             ),
         )

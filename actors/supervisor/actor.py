@@ -406,7 +406,7 @@ class SupervisorActor(EngineActor):
             os.getpid() if self.pid else None,
             len(self.waiting),
             core.config.max_instances + 2,
-            core.counters(),
+            {**core.counters(), **self.process_counters()},
             {"admin_pid": os.getppid() if self.pid else None},
         )
         self.send(asker, SupervisorStats((own, *reports), core.child_table(), core.counters()))
