@@ -75,7 +75,7 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "logging.LogRecord",
         # Actor-internal messages outside actors._wiring.
         "actors.config.EngineConfig",
-        "actors.supervisor.actor.ShutdownDone",
+        "actors.supervisor.teardown.ShutdownDone",
         "actors.account.actor.LoopbackSent",
         "actors.account.actor.LoopbackSentReply",
         "actors.account.transports.SentRecord",

@@ -33,7 +33,7 @@ from actors.errors import EngineError, InstanceLimitError
 from actors.journal import DeadLetterJournal
 from actors.ledger import Ledger
 from actors.listeners import Listeners, Subscription
-from actors.supervisor.actor import ShutdownDone
+from actors.supervisor.teardown import ShutdownDone
 from protocols import (
     Accepted,
     AccountEvent,

@@ -63,7 +63,7 @@ SEEN_CROSSING = [
     "actors.account.actor.LoopbackSentReply",
     "actors.account.transports.SentRecord",
     "actors.config.EngineConfig",
-    "actors.supervisor.actor.ShutdownDone",
+    "actors.supervisor.teardown.ShutdownDone",
     "protocols.ai.AIFailure",
     "protocols.ai.AIReply",
     "protocols.ai.AIRequest",

@@ -25,7 +25,6 @@ from actors._wiring import (
     AskChild,
     Configure,
     Configured,
-    Drain,
     DrainDone,
     EngineStarted,
     Forward,
@@ -33,11 +32,12 @@ from actors._wiring import (
     RouterLocation,
     StartEngine,
     StatsQuery,
-    SupervisorStats,
     WhereIsRouter,
     WiringAck,
 )
-from actors.supervisor.core import Child, ShutdownPlan, SupervisorCore
+from actors.supervisor.core import Child, SupervisorCore
+from actors.supervisor.stats import StatsFanout
+from actors.supervisor.teardown import Teardown
 from protocols import (
     AccountEvent,
     AddAccount,
@@ -48,19 +48,7 @@ from protocols import (
     ShutdownRequest,
 )
 
-__all__ = ["ShutdownDone", "SupervisorActor"]
-
-STATS_TIMEOUT_S = 1.0
-
-
-class ShutdownDone:
-    """Supervisor -> facade: the teardown report and the router's last outcomes."""
-
-    __slots__ = ("outcomes", "report")
-
-    def __init__(self, report: Any, outcomes: tuple[Any, ...]) -> None:
-        self.report = report
-        self.outcomes = outcomes
+__all__ = ["SupervisorActor"]
 
 
 class SupervisorActor(EngineActor):
@@ -74,10 +62,8 @@ class SupervisorActor(EngineActor):
         self.addresses: dict[tuple[str, str], Address] = {}
         self.waiting: dict[int, tuple[Address, str, str]] = {}  # token -> (asker, command, name)
         self.adding: dict[str, Address] = {}  # account id -> the facade asking to add it
-        self.stats_pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
-        self.plan: ShutdownPlan | None = None
-        self.shutdown_asker: Address = None
-        self.shutdown_outcomes: tuple[Any, ...] = ()
+        self.stats = StatsFanout(self)
+        self.teardown = Teardown(self)
         self._token = 0
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
@@ -90,10 +76,10 @@ class SupervisorActor(EngineActor):
             AddProvider: self.on_provider_command,
             RemoveProvider: self.on_provider_command,
             WhereIsRouter: self.on_where_is_router,
-            StatsQuery: self.on_stats,
-            ActorReport: self.on_report,
-            ShutdownRequest: self.on_shutdown,
-            DrainDone: self.on_drain_done,
+            StatsQuery: self.stats.query,
+            ActorReport: self.stats.report,
+            ShutdownRequest: self.teardown.start,
+            DrainDone: self.teardown.drain_done,
             AskChild: self.on_ask_child,
         }
 
@@ -324,7 +310,7 @@ class SupervisorActor(EngineActor):
             return
         if child.state == "stopping":
             child.state = "stopped"
-            self._advance_shutdown(time.time())
+            self.teardown.advance(time.time())
             return
         now = time.time()
         decision = core.child_crashed(child, now)
@@ -367,101 +353,6 @@ class SupervisorActor(EngineActor):
                 self._core.respawn(child)
                 self._spawn(child)
         elif kind == "stats":
-            self._finish_stats(payload[1])
+            self.stats.finish(payload[1])
         elif kind == "stage":
-            self._advance_shutdown(now, timed_out=payload[1])
-
-    # --- stats ----------------------------------------------------------------------------
-
-    def on_stats(self, msg: StatsQuery, sender: Address) -> None:
-        token = self._next_token()
-        up = [c for c in self._core.children.values() if c.state == "up"]
-        self.stats_pending[token] = (sender, [], len(up))
-        for child in up:
-            self.send(self.addresses[(child.role, child.name)], StatsQuery(token))
-        if not up:
-            self._finish_stats(token)
-        else:
-            self.wakeupAfter_at(time.time() + STATS_TIMEOUT_S, ("stats", token))
-
-    def on_report(self, msg: ActorReport, sender: Address) -> None:
-        pending = self.stats_pending.get(msg.token)
-        if pending is None:
-            return
-        pending[1].append(msg)
-        if len(pending[1]) >= pending[2]:
-            self._finish_stats(msg.token)
-
-    def _finish_stats(self, token: int) -> None:
-        pending = self.stats_pending.pop(token, None)
-        if pending is None:
-            return
-        asker, reports, _ = pending
-        core = self._core
-        own = ActorReport(
-            token,
-            self.role,
-            self.role,
-            1,
-            os.getpid() if self.pid else None,
-            len(self.waiting),
-            core.config.max_instances + 2,
-            {**core.counters(), **self.process_counters()},
-            {"admin_pid": os.getppid() if self.pid else None},
-        )
-        self.send(asker, SupervisorStats((own, *reports), core.child_table(), core.counters()))
-
-    # --- ordered teardown -------------------------------------------------------------------
-
-    def on_shutdown(self, msg: ShutdownRequest, sender: Address) -> None:
-        now = time.time()
-        self.shutdown_asker = sender
-        self.plan = ShutdownPlan(now, msg.timeout_s, msg.drain_timeout_s)
-        self._core.shutting_down = True
-        router = self._router_address()
-        if router is not None and self._core.is_up("router"):
-            self.send(router, Drain(self.plan.drain_deadline))
-            self.wakeupAfter_at(self.plan.drain_deadline + 0.5, ("stage", "drain"))
-        else:
-            self.plan.finish_stage("drain", now, drained=0, abandoned=0)
-            self._advance_shutdown(now)
-
-    def on_drain_done(self, msg: DrainDone, sender: Address) -> None:
-        if self.plan is None or self.plan.stage != "drain":
-            return
-        self.shutdown_outcomes = msg.outcomes
-        self.plan.abandoned_ids = msg.abandoned
-        self.plan.finish_stage(
-            "drain", time.time(), drained=msg.drained, abandoned=len(msg.abandoned)
-        )
-        self._advance_shutdown(time.time())
-
-    def _advance_shutdown(self, now: float, timed_out: str | None = None) -> None:
-        plan = self.plan
-        if plan is None:
-            return
-        if timed_out is not None and timed_out != plan.stage:
-            return  # a stale stage timer
-        if plan.stage == "drain":
-            if timed_out != "drain":
-                return
-            self.log.error("the router did not answer the drain in time")
-            plan.finish_stage("drain", now, drained=0, abandoned=0)
-        while plan.stage is not None:
-            role = plan.stage_role()
-            children = [c for c in self._core.children.values() if c.role == role]
-            for child in children:
-                if child.state not in ("stopping", "stopped"):
-                    self._stop_child(child)
-            left = [c for c in children if c.state != "stopped"]
-            if left and timed_out != plan.stage:
-                if not plan.stage_timer_armed:
-                    plan.stage_timer_armed = True
-                    self.wakeupAfter_at(plan.stage_deadline(now), ("stage", plan.stage))
-                return
-            if left:
-                self.log.error("stage {}: {} actors did not stop in time", plan.stage, len(left))
-            plan.finish_stage(plan.stage, now, drained=0, abandoned=0)
-            timed_out = None
-        self.send(self.shutdown_asker, ShutdownDone(plan.report(now), self.shutdown_outcomes))
-        self.plan = None
+            self.teardown.advance(now, timed_out=payload[1])
