@@ -156,19 +156,23 @@ class RouterCore:
 
     def _start(self, item: Item[InboundMessage], now: float) -> None:
         msg = item.payload
-        self._flights[msg.message_id] = Flight(msg=msg, deadline=item.deadline)
+        flight = self._flights[msg.message_id] = Flight(msg=msg, deadline=item.deadline)
         if not self.pool_up:
             self._finish(
                 msg.message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="the AI pool failed"
             )
             return
+        self._ask_pool(flight)
+
+    def _ask_pool(self, flight: Flight) -> None:
+        msg = flight.msg
         self._outbox.to_pool.append(
             AIRequest(
                 message_id=msg.message_id,
                 account_id=msg.account_id,
                 customer_id=msg.customer_id,
                 text=msg.text,
-                deadline=item.deadline,
+                deadline=flight.deadline,
             )
         )
 
@@ -339,16 +343,7 @@ class RouterCore:
         resent = 0
         for flight in self._flights.values():
             if flight.stage == "ai":
-                m = flight.msg
-                self._outbox.to_pool.append(
-                    AIRequest(
-                        message_id=m.message_id,
-                        account_id=m.account_id,
-                        customer_id=m.customer_id,
-                        text=m.text,
-                        deadline=flight.deadline,
-                    )
-                )
+                self._ask_pool(flight)
                 resent += 1
         self._counters["resent_after_restart"] += resent
         return resent
