@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable
 
-__all__ = ["alive", "descendants", "wait_gone"]
+__all__ = ["alive", "descendants", "parent", "rss_kb", "wait_gone"]
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -24,6 +24,24 @@ def _stat(pid: int) -> tuple[str, int] | None:
     # The command name is in parentheses and may itself contain spaces or parentheses.
     rest = data[data.rfind(")") + 2 :].split()
     return rest[0], int(rest[1])
+
+
+def parent(pid: int) -> int | None:
+    """The parent pid of a live (non-zombie) process, or None."""
+    st = _stat(pid)
+    return None if st is None or st[0] in ("Z", "X") else st[1]
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident set size of ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status), or None."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None  # a zombie has no VmRSS line
 
 
 def alive(pid: int) -> bool:

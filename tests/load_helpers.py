@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from actors import _procs
 from actors.engine import Engine
 from protocols import Accepted, InboundMessage, Outcome, Rejected
 
@@ -162,14 +163,8 @@ class Load:
 
 def rss_mb(pid: int) -> float | None:
     """Resident memory of ``pid`` in MiB (VmRSS), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
+    kb = _procs.rss_kb(pid)
+    return None if kb is None else kb / 1024
 
 
 def cpu_seconds(pid: int) -> float:
