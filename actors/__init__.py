@@ -1,9 +1,21 @@
-"""wa-actor-engine: the actor side — the embedded ``Engine``, its configuration and cores."""
+"""wa-actor-engine: the actor side — the embedded ``Engine``, its configuration and cores.
 
-from actors.config import EngineConfig, load_config
-from actors.engine import BASES, Engine
-from actors.errors import ConfigError, EngineError, InstanceLimitError
-from actors.listeners import ListenerLimitError, Subscription
+The layout (README, Architecture): ``config`` and ``cores`` are pure; ``runtime`` is the
+Thespian plumbing; ``engine`` is the facade a gateway embeds; ``supervisor``, ``router``,
+``pool`` and ``account`` are the actor roles, each a thin ``actor.py`` over a pure
+``core.py``. Importing this package loads nothing of Thespian: ``Engine`` (and with it
+Thespian) is imported on first use of the name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actors.config import BASES, EngineConfig, load_config
+from actors.errors import ConfigError, EngineError, InstanceLimitError, ListenerLimitError
+
+if TYPE_CHECKING:
+    from actors.engine import Engine, Subscription
 
 __all__ = [
     "BASES",
@@ -16,3 +28,16 @@ __all__ = [
     "Subscription",
     "load_config",
 ]
+
+_LAZY = {"Engine": "actors.engine", "Subscription": "actors.engine"}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the facade (and Thespian) load only when someone asks for them.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'actors' has no attribute {name!r}")

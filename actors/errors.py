@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EngineError", "InstanceLimitError"]
+__all__ = ["ConfigError", "EngineError", "InstanceLimitError", "ListenerLimitError"]
 
 
 class EngineError(Exception):
@@ -19,3 +19,11 @@ class ConfigError(EngineError, ValueError):
 
 class InstanceLimitError(EngineError):
     """Raised by ``Engine.add_account`` when ``max_instances`` accounts already run."""
+
+
+class ListenerLimitError(EngineError):
+    """Raised by ``Engine.subscribe`` when the account has no free listener slot.
+
+    The account already has ``max_listeners`` subscriptions; the message names the
+    account and the limit.
+    """

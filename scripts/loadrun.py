@@ -6,15 +6,15 @@ lists every option. Prints a report table on stdout, progress on stderr, and exi
 every accepted message got exactly one outcome, 1 when not, 2 for bad options.
 
 Importable too: ``main(argv) -> int`` and ``run(parse_args(argv)) -> dict`` (the report).
-The code lives in the installed package ``wae_loadrun`` (console command ``wae-loadrun``).
+The code lives in the installed package ``apps.loadrun`` (console command ``wae-loadrun``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from wae_loadrun import RunOptions, parse_args, render, run, write_json
-from wae_loadrun.cli import main
+from apps.loadrun import RunOptions, parse_args, render, run, write_json
+from apps.loadrun.cli import main
 
 __all__ = ["RunOptions", "main", "parse_args", "render", "run", "write_json"]
 

@@ -17,7 +17,7 @@ its outcome; 1 when some record is not settled or is corrupt (a dry run: corrupt
 or accounts without a mapping); 2 for bad options, configuration or a missing secret.
 
 Importable: ``main(argv)``, ``run(parse_args(argv), out)`` (no logging setup),
-``GatewayTarget`` and ``webhook_payload`` (from :mod:`actors.replay.gateway`).
+``GatewayTarget`` and ``webhook_payload`` (from :mod:`apps.replay.gateway`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any, TextIO
 
 from actors.config import load_config
 from actors.errors import ConfigError, EngineError
-from actors.gateway import load_gateway_config, start_engine
 from actors.logging import configure_logging
-from actors.replay import ReplayReport, replay_journal, scan_journal
-from actors.replay.gateway import GatewayTarget, webhook_payload
+from apps.gateway import load_gateway_config, start_engine
+from apps.replay import ReplayReport, replay_journal, scan_journal
+from apps.replay.gateway import GatewayTarget, webhook_payload
 
 __all__ = ["GatewayTarget", "main", "parse_args", "run", "webhook_payload"]
 

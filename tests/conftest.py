@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from actors import _procs
 from actors.config import EngineConfig
 from actors.engine import Engine
+from actors.runtime import procs as _procs
 from protocols import ProviderSpec
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]

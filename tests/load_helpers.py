@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from actors import _procs
 from actors.engine import Engine
+from actors.runtime import procs as _procs
 from protocols import Accepted, InboundMessage, Outcome, Rejected
 
 __all__ = ["Batch", "Load", "cpu_seconds", "rss_mb"]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from actors._aio import AsyncRunner, RunnerClosedError, RunnerFullError
+from actors.runtime.aio import AsyncRunner, RunnerClosedError, RunnerFullError
 from tests.engine_helpers import wait_for
 
 

@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 import protocols as p
 from actors.config import load_config
 from actors.config import settings as config_settings
+from actors.engine.journal import JournalCorruptError, read_journal
 from actors.errors import ConfigError
-from actors.gateway import decode_payload, load_gateway_config, parse_payload
-from actors.gateway.webhook import KINDS, PayloadError
-from actors.journal import JournalCorruptError, read_journal
+from apps.gateway import decode_payload, load_gateway_config, parse_payload
+from apps.gateway.webhook import KINDS, PayloadError
 from protocols import Accepted, DecodeError, InboundMessage, ProviderSpec, Rejected, codec
 from protocols._schema import SchemaError, schema_of
 from tests.conftest import EngineFactory

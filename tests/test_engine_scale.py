@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from actors import ListenerLimitError, _procs
+from actors import ListenerLimitError
 from actors.logging import LoguruHandler
+from actors.runtime import procs as _procs
 from protocols import AccountEvent
 from tests.conftest import BASES, EngineFactory
 from tests.engine_helpers import actor, collect, inbound, wait_for

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from actors import _procs
-from actors.journal import read_journal
+from actors.engine.journal import read_journal
+from actors.runtime import procs as _procs
 from protocols import Accepted, Rejected
 from tests.conftest import BASES, EngineFactory
 from tests.engine_helpers import inbound

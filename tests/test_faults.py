@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors import _procs
-from actors.journal import read_journal
+from actors.engine.journal import read_journal
+from actors.runtime import procs as _procs
 from protocols import Accepted, ProviderSpec, Rejected
 from tests.conftest import EngineFactory
 from tests.engine_helpers import actor, collect, inbound, wait_for

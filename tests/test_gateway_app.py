@@ -26,10 +26,10 @@ import pytest
 from aiohttp import web
 from loguru import logger
 
-from actors import _procs
 from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets, start_engine
+from actors.runtime import procs as _procs
+from apps.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets, start_engine
 from protocols import ProviderSpec
 from tests.conftest import EngineFactory
 from tests.test_gateway_webhook import (
@@ -480,7 +480,7 @@ def test_the_command_serves_until_sigterm_then_shuts_the_engine_down(tmp_path: P
     path.write_text(MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")))
     env = {**os.environ, **ENV, "THESPLOG_FILE": str(tmp_path / "thespian.log")}
     env = {k: v for k, v in env.items() if not k.startswith("WAE_")}
-    cmd = [sys.executable, "-m", "actors.gateway", "--config", str(path), "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "apps.gateway", "--config", str(path), "--host", "127.0.0.1"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None
@@ -534,7 +534,7 @@ def test_the_command_refuses_a_missing_secret_naming_the_variable(tmp_path: Path
     path.write_text(MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WAE_", "T_"))}
     env["T_VERIFY"] = VERIFY_TOKEN
-    cmd = [sys.executable, "-m", "actors.gateway", "--config", str(path)]
+    cmd = [sys.executable, "-m", "apps.gateway", "--config", str(path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "'T_SECRET' (named by [gateway] app_secret_env) is not set" in done.stderr

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from actors import _procs
 from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.gateway import AccountEntry, Gateway, resolve_secrets
+from actors.runtime import procs as _procs
+from apps.gateway import AccountEntry, Gateway, resolve_secrets
 from protocols import ProviderSpec
 from tests.fakes.graph_api import FakeGraphAPI
 from tests.fakes.openai_api import FakeOpenAI

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.errors import ConfigError
-from actors.gateway import (
+from apps.gateway import (
     AccountEntry,
     GatewayConfig,
     GatewayCounters,
@@ -30,7 +30,7 @@ from actors.gateway import (
     summarize,
     verify_signature,
 )
-from actors.gateway.webhook import KINDS
+from apps.gateway.webhook import KINDS
 from protocols import Accepted, Rejected
 
 SECRET = b"app-secret-for-tests"

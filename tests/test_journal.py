@@ -1,4 +1,4 @@
-"""Tests for the dead-letter journal of messages abandoned at shutdown (actors.journal)."""
+"""Tests for the dead-letter journal of messages abandoned at shutdown (actors.engine.journal)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.errors import EngineError
-from actors.journal import (
+from actors.engine.journal import (
     HEADER_BYTES,
     DeadLetterJournal,
     JournalCorruptError,
     journal_files,
     read_journal,
 )
+from actors.errors import EngineError
 from protocols import DecodeError, InboundMessage, Outcome, codec
 from tests.strategies import inbound
 
@@ -366,7 +366,7 @@ def test_a_failed_write_propagates_and_the_next_append_cuts_its_torn_record(
     path = tmp_path / "dead.bin"
     journal = DeadLetterJournal(path, max_bytes=1 << 20)
     journal.append([msg(1)])
-    monkeypatch.setattr("actors.journal.open", _FailingFile, raising=False)
+    monkeypatch.setattr("actors.engine.journal.open", _FailingFile, raising=False)
     with pytest.raises(OSError, match="No space left"):
         journal.append([msg(2)])
     monkeypatch.undo()

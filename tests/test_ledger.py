@@ -1,4 +1,4 @@
-"""Tests for the facade's ledger of accepted, unresolved messages (actors.ledger)."""
+"""Tests for the facade's ledger of accepted, unresolved messages (actors.engine.ledger)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from actors.engine.ledger import (
+    COMPACT_SLACK,
+    MAX_OUTCOME_KEYS,
+    TIMEOUT_DETAIL,
+    Ledger,
+    LedgerError,
+)
 from actors.errors import EngineError
-from actors.ledger import COMPACT_SLACK, MAX_OUTCOME_KEYS, TIMEOUT_DETAIL, Ledger, LedgerError
 from protocols import InboundMessage, Outcome, ValidationError
 
 T0 = 1_700_000_000.0

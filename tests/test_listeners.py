@@ -1,4 +1,4 @@
-"""Tests for the bounded account status-event subscriptions (actors.listeners)."""
+"""Tests for the bounded account status-event subscriptions (actors.engine.listeners)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from actors.errors import EngineError
-from actors.listeners import ListenerLimitError, Listeners, Subscription
+from actors.engine.listeners import Listeners, Subscription
+from actors.errors import EngineError, ListenerLimitError
 from protocols import AccountEvent
 
 SEED_LIMIT = 50
@@ -244,11 +244,11 @@ def test_stats_report_sizes_and_counters() -> None:
     fill(listeners, "a-1", 2)
     listeners.subscribe("a-2", lambda ev: 1 / 0)
     listeners.dispatch(event("a-1"))
-    logger.disable("actors.listeners")
+    logger.disable("actors.engine.listeners")
     try:
         listeners.dispatch(event("a-2"))
     finally:
-        logger.enable("actors.listeners")
+        logger.enable("actors.engine.listeners")
     assert listeners.stats() == {
         "subscriptions": 3,
         "accounts": 2,

@@ -110,7 +110,7 @@ def test_a_run_against_the_fake_servers_sends_every_reply_over_http(
     assert report["leftover_processes"] == []
     assert "fake Graph API saw" in loadrun.render(report)
     # The secrets lived in the environment for the run only.
-    edges = importlib.import_module("wae_loadrun.edges")
+    edges = importlib.import_module("apps.loadrun.edges")
     assert edges.GRAPH_TOKEN_ENV not in os.environ
     assert edges.OPENAI_KEY_ENV not in os.environ
 
@@ -128,7 +128,7 @@ def test_a_bad_option_exits_with_status_2(loadrun: ModuleType) -> None:
 
 
 def test_the_traffic_is_the_same_for_the_same_seed(loadrun: ModuleType) -> None:
-    traffic = importlib.import_module("wae_loadrun.traffic")
+    traffic = importlib.import_module("apps.loadrun.traffic")
 
     def ids(seed: int) -> list[tuple[str, str, str]]:
         t = traffic.Traffic(accounts=3, customers=1000, popularity="zipf", seed=seed)
@@ -139,7 +139,7 @@ def test_the_traffic_is_the_same_for_the_same_seed(loadrun: ModuleType) -> None:
 
 
 def test_redeliveries_repeat_only_messages_that_were_accepted(loadrun: ModuleType) -> None:
-    traffic = importlib.import_module("wae_loadrun.traffic")
+    traffic = importlib.import_module("apps.loadrun.traffic")
     t = traffic.Traffic(accounts=2, customers=10, duplicates=0.5, seed=1)
     first = t.batch(10)
     assert not any(dup for _, dup in first)  # nothing accepted yet: nothing to redeliver
@@ -149,8 +149,8 @@ def test_redeliveries_repeat_only_messages_that_were_accepted(loadrun: ModuleTyp
 
 
 def test_a_missing_or_second_outcome_fails_the_exactly_once_check(loadrun: ModuleType) -> None:
-    tracker_mod = importlib.import_module("wae_loadrun.tracker")
-    msgs = importlib.import_module("wae_loadrun.traffic").Traffic(accounts=1, customers=5).batch(2)
+    tracker_mod = importlib.import_module("apps.loadrun.tracker")
+    msgs = importlib.import_module("apps.loadrun.traffic").Traffic(accounts=1, customers=5).batch(2)
     a, b = (m.message_id for m, _ in msgs)
     tracker = tracker_mod.Tracker()
     tracker.submitted(msgs, [Accepted(message_id=a), Accepted(message_id=b)], 0.0)
@@ -167,7 +167,7 @@ def test_a_missing_or_second_outcome_fails_the_exactly_once_check(loadrun: Modul
 
 
 def test_latency_percentiles_are_within_one_percent_in_constant_memory(loadrun: ModuleType) -> None:
-    tracker_mod = importlib.import_module("wae_loadrun.tracker")
+    tracker_mod = importlib.import_module("apps.loadrun.tracker")
     values = [0.0005 * 1.003**i for i in range(3000)]  # 0.5 ms .. ~4 s
     histogram = tracker_mod.LatencyHistogram()
     for v in values:

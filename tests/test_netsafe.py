@@ -8,6 +8,7 @@ it could not load (and then closes the connection).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import ipaddress
 import logging
@@ -24,14 +25,15 @@ import pytest
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors import _netsafe, _wiring
-from actors._netsafe import RefusedClassError, admitted, restricted_loads
-from actors._system import SystemHandle
-from actors._thespian_fixes import require_pinned_thespian, tcp_module
 from actors.config import EngineConfig, settings
 from actors.engine import Engine
+from actors.engine.journal import DeadLetterJournal
 from actors.errors import ConfigError
-from actors.journal import DeadLetterJournal
+from actors.runtime import netsafe as _netsafe
+from actors.runtime import wiring as _wiring
+from actors.runtime.netsafe import RefusedClassError, admitted, restricted_loads
+from actors.runtime.system import SystemHandle, install_patches
+from actors.runtime.thespian_fixes import require_pinned_thespian, tcp_module
 from protocols import Accepted, registry
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound, wait_for
@@ -40,30 +42,30 @@ stream_buffer = importlib.import_module("thespian.system.transport.streamBuffer"
 ipbase = importlib.import_module("thespian.system.transport.IPBase")
 
 # Every global the transport unpickled while the whole suite ran with a recording
-# find_class (the derivation of the allowlist; see actors/_netsafe.py).
+# find_class (the derivation of the allowlist; see actors/runtime/netsafe.py).
 SEEN_CROSSING = [
-    "actors._wiring.AccountGone",
-    "actors._wiring.AccountUp",
-    "actors._wiring.ActorReport",
-    "actors._wiring.AskChild",
-    "actors._wiring.Configure",
-    "actors._wiring.Configured",
-    "actors._wiring.Drain",
-    "actors._wiring.DrainDone",
-    "actors._wiring.EngineStarted",
-    "actors._wiring.Forward",
-    "actors._wiring.PoolUp",
-    "actors._wiring.RouterLocation",
-    "actors._wiring.StartEngine",
-    "actors._wiring.StatsQuery",
-    "actors._wiring.SupervisorStats",
-    "actors._wiring.WhereIsRouter",
-    "actors._wiring.WiringAck",
+    "actors.runtime.wiring.AccountGone",
+    "actors.runtime.wiring.AccountUp",
+    "actors.runtime.wiring.ActorReport",
+    "actors.runtime.wiring.AskChild",
+    "actors.runtime.wiring.Configure",
+    "actors.runtime.wiring.Configured",
+    "actors.runtime.wiring.Drain",
+    "actors.runtime.wiring.DrainDone",
+    "actors.runtime.wiring.EngineStarted",
+    "actors.runtime.wiring.Forward",
+    "actors.runtime.wiring.PoolUp",
+    "actors.runtime.wiring.RouterLocation",
+    "actors.runtime.wiring.StartEngine",
+    "actors.runtime.wiring.StatsQuery",
+    "actors.runtime.wiring.SupervisorStats",
+    "actors.runtime.wiring.WhereIsRouter",
+    "actors.runtime.wiring.WiringAck",
     "actors.account.actor.LoopbackSent",
     "actors.account.actor.LoopbackSentReply",
     "actors.account.transports.SentRecord",
-    "actors.config.EngineConfig",
-    "actors.supervisor.teardown.ShutdownDone",
+    "actors.config.engine_config.EngineConfig",
+    "actors.runtime.wiring.ShutdownDone",
     "protocols.ai.AIFailure",
     "protocols.ai.AIReply",
     "protocols.ai.AIRequest",
@@ -159,9 +161,29 @@ def test_every_protocol_message_and_wiring_message_is_admitted() -> None:
     for cls in registry().values():
         assert (cls.__module__, cls.__qualname__) in names
     wiring = [getattr(_wiring, n) for n in _wiring.__all__ if n != "Address"]
+    wiring = [cls for cls in wiring if isinstance(cls, type)]
     assert wiring
     for cls in wiring:
         assert (cls.__module__, cls.__qualname__) in names
+
+
+def test_a_class_declared_to_cross_processes_is_admitted_wherever_it_lives() -> None:
+    # The allowlist follows the classes: declaring one (in any module) admits it, and the
+    # unpickler resolves it; nothing names it by a path that a move could break.
+    @_wiring.crosses_processes
+    @dataclasses.dataclass(frozen=True)
+    class Moved:
+        n: int
+
+    Moved.__module__ = __name__
+    Moved.__qualname__ = "_MovedForTheTest"
+    globals()["_MovedForTheTest"] = Moved
+    try:
+        assert (__name__, "_MovedForTheTest") in admitted()
+        assert restricted_loads(pickle.dumps((_sender(), Moved(3))))[1] == Moved(3)
+    finally:
+        del globals()["_MovedForTheTest"]
+        _wiring._CROSSING.pop(f"{__name__}._MovedForTheTest", None)
 
 
 def test_a_log_record_forwarded_to_thespians_logger_loads() -> None:
@@ -182,7 +204,7 @@ def test_a_log_record_forwarded_to_thespians_logger_loads() -> None:
         (_Reduces(pickle.loads, b"."), "_pickle.loads"),
         (_Reduces(importlib.import_module, "os"), "importlib.import_module"),
         # In the project, but not a message: constructing one opens a file.
-        (_Reduces(DeadLetterJournal, "/tmp/x"), "actors.journal.DeadLetterJournal"),
+        (_Reduces(DeadLetterJournal, "/tmp/x"), "actors.engine.journal.DeadLetterJournal"),
         (_Reduces(tcp_module.TCPTransport, None), tcp_module.__name__ + ".TCPTransport"),
     ],
 )
@@ -201,6 +223,7 @@ def test_a_refused_class_is_never_called(tmp_path: Path) -> None:
 def test_the_transport_loads_received_frames_with_the_restricted_unpickler(
     tmp_path: Path,
 ) -> None:
+    install_patches()  # what every actor system start does (importing patches nothing)
     assert tcp_module.serializer.loads is restricted_loads
     assert tcp_module.serializer.dumps is pickle.dumps
     frame = _frame(_Reduces(open, str(tmp_path / "owned"), "w"))
@@ -220,11 +243,11 @@ def test_the_hand_made_frame_is_the_transports_own_framing() -> None:
 def test_the_patches_refuse_a_thespian_they_were_not_written_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fixes = importlib.import_module("actors._thespian_fixes")
+    fixes = importlib.import_module("actors.runtime.thespian_fixes")
     monkeypatch.setattr(fixes.thespian, "__version__", "4.0.2", raising=False)
-    pinned = r"actors\._netsafe targets thespian 4\.0\.1, found 4\.0\.2"
+    pinned = r"actors\.runtime\.netsafe targets thespian 4\.0\.1, found 4\.0\.2"
     with pytest.raises(RuntimeError, match=pinned):
-        require_pinned_thespian("actors._netsafe", "the bind")
+        require_pinned_thespian("actors.runtime.netsafe", "the bind")
     with pytest.raises(RuntimeError, match=r"targets thespian 4\.0\.1"):
         _netsafe.apply()
 

@@ -26,7 +26,7 @@ def test_the_embedding_example_in_readme_runs(
 
 
 def test_the_gateway_config_example_in_readme_loads(tmp_path: Path) -> None:
-    from actors.gateway.config import load_gateway_config, resolve_secrets
+    from apps.gateway.config import load_gateway_config, resolve_secrets
 
     text = README.read_text()
     section = text[text.index("## Running against WhatsApp") :]

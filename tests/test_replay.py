@@ -29,9 +29,9 @@ from loguru import logger
 
 from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.gateway import Gateway, parse_payload
-from actors.journal import DeadLetterJournal, journal_files, read_journal
-from actors.replay import ReplayTargetError, replay_journal, scan_journal
+from actors.engine.journal import DeadLetterJournal, journal_files, read_journal
+from apps.gateway import Gateway, parse_payload
+from apps.replay import ReplayTargetError, replay_journal, scan_journal
 from protocols import Accepted, InboundMessage, ProviderSpec, Rejected
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound

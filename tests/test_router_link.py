@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from actors._router_link import ATTEMPTS, RouterLink
-from actors._system import SystemHandle
-from actors.ledger import Ledger
+from actors.engine.ledger import Ledger
+from actors.engine.router_link import ATTEMPTS, RouterLink
+from actors.runtime.system import SystemHandle
 from protocols import (
     Accepted,
     CollectOutcomes,

@@ -26,9 +26,9 @@ from loguru import logger
 
 from actors.account.cloud_api import CloudApiTransport
 from actors.errors import ConfigError, EngineError
-from actors.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets
 from actors.pool import ProviderClosedError
 from actors.pool.openai import OpenAIProvider
+from apps.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets
 from protocols import AIRequest, OutboundReply, ProviderSpec
 from tests.conftest import EngineFactory
 from tests.engine_helpers import wait_for

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import actors._thespian_fixes as fixes
-from actors._thespian_fixes import tcp_module
+import actors.runtime.thespian_fixes as fixes
+from actors.runtime.thespian_fixes import tcp_module
 
 builtin_filter = filter
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from actors._envnames import show_env_name
+from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from protocols import Scalar
 

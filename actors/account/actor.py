@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from actors._shell import RouterServant
-from actors._wiring import Address, Configure, Configured, Forward, StatsQuery
 from actors.account.core import AccountCore
 from actors.account.transports import SentRecord, make_transport
+from actors.runtime.servant import RouterServant
+from actors.runtime.wiring import (
+    Address,
+    Configure,
+    Configured,
+    Forward,
+    StatsQuery,
+    crosses_processes,
+)
 from protocols import DeliveryBatch, DeliveryReport, SendBatch
 
 __all__ = ["AccountActor", "LoopbackSent", "LoopbackSentReply"]
@@ -25,12 +32,14 @@ __all__ = ["AccountActor", "LoopbackSent", "LoopbackSentReply"]
 _SWEEP = "sweep"
 
 
-@dataclass(frozen=True, slots=True)
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoopbackSent:
     """Ask an account with the loopback transport for its bounded record of sends."""
 
 
-@dataclass(frozen=True, slots=True)
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoopbackSentReply:
     account_id: str
     records: tuple[SentRecord, ...]
@@ -60,7 +69,12 @@ class AccountActor(RouterServant[DeliveryReport]):
             self.send(
                 sender,
                 Configured(
-                    self.role, self.name, self.generation, self.pid, ok=False, error=str(exc)
+                    role=self.role,
+                    name=self.name,
+                    generation=self.generation,
+                    pid=self.pid,
+                    ok=False,
+                    error=str(exc),
                 ),
             )
             return
@@ -76,7 +90,10 @@ class AccountActor(RouterServant[DeliveryReport]):
         )
         self.sweep_tick_s = c.sweep_tick_s
         self.wakeupAfter(timedelta(seconds=self.sweep_tick_s), payload=(_SWEEP,))
-        self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
+        self.send(
+            sender,
+            Configured(role=self.role, name=self.name, generation=self.generation, pid=self.pid),
+        )
 
     @property
     def _core_(self) -> AccountCore:
@@ -96,7 +113,10 @@ class AccountActor(RouterServant[DeliveryReport]):
             sent = getattr(self.transport, "sent", None)
             records = tuple(sent()) if callable(sent) else ()
             total = int(getattr(self.transport, "sent_total", 0))
-            self.send(msg.reply_to, LoopbackSentReply(self.name, records, total))
+            self.send(
+                msg.reply_to,
+                LoopbackSentReply(account_id=self.name, records=records, sent_total=total),
+            )
 
     def batch(self, results: tuple[DeliveryReport, ...], generation: int) -> DeliveryBatch:
         return DeliveryBatch(reports=results, generation=generation)

@@ -3,7 +3,7 @@
 Each reply becomes ``POST {api_base}/{version}/{phone_number_id}/messages`` with the bearer
 token read from the environment variable named by ``token_env``. The transport keeps the
 sans-IO shape of :class:`~actors.account.transports.Transport`: ``start`` never waits, the
-HTTP calls run on an :class:`~actors._aio.AsyncRunner` loop thread over one pooled
+HTTP calls run on an :class:`~actors.runtime.aio.AsyncRunner` loop thread over one pooled
 keep-alive ``aiohttp.ClientSession``, and ``poll`` collects what finished.
 
 Sends pass a token bucket (``throughput_per_s``, a burst of one second's worth); a send
@@ -46,10 +46,10 @@ from collections.abc import Mapping
 import aiohttp
 from loguru import logger
 
-from actors._aio import AsyncRunner
 from actors.account._cloud_options import parse_options
 from actors.account._cloud_policy import Backoff, HttpOutcome, TokenBucket, classify, clean_text
 from actors.account.transports import SendResult
+from actors.runtime.aio import AsyncRunner
 from protocols import OutboundReply, Reason, Scalar
 
 __all__ = ["CloudApiTransport"]

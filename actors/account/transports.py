@@ -22,6 +22,7 @@ from typing import Protocol
 
 from actors.account._cloud_options import cloud_api_factory
 from actors.cores._args import require_int, require_number
+from actors.runtime.wiring import crosses_processes
 from protocols import OutboundReply, Reason, Scalar
 
 __all__ = [
@@ -65,6 +66,7 @@ class SendResult:
     retry_after: float | None = None
 
 
+@crosses_processes
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SentRecord:
     """One message the loopback transport "delivered": to whom, what, and when."""

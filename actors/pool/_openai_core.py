@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from actors._envnames import show_env_name
+from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from actors.pool.providers import ProviderResult
 from protocols import MAX_TEXT_LEN, Scalar

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors._shell import RouterServant
-from actors._wiring import Address, Configure, Configured, Forward, StatsQuery
 from actors.pool.core import PoolCore
+from actors.runtime.servant import RouterServant
+from actors.runtime.wiring import Address, Configure, Configured, Forward, StatsQuery
 from protocols import (
     AddProvider,
     AIBatch,
@@ -52,7 +52,10 @@ class PoolActor(RouterServant[AIReply | AIFailure]):
         self._log_load(report.left_out)
         for refused in report.refused:
             self.log.error("provider {} refused: {}", refused.name, refused.detail)
-        self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
+        self.send(
+            sender,
+            Configured(role=self.role, name=self.name, generation=self.generation, pid=self.pid),
+        )
 
     def _log_load(self, left_out: tuple[str, ...]) -> None:
         if left_out:

@@ -2,7 +2,7 @@
 
 Spoken by OpenAI, vLLM, llama.cpp server, Ollama, LM Studio, Groq, OpenRouter and more:
 ``POST {base_url}/chat/completions``. The provider is sans-IO towards the pool core:
-``start`` encodes the request and hands the HTTP call to an :class:`~actors._aio.AsyncRunner`
+``start`` encodes the request and hands the HTTP call to an :class:`~actors.runtime.aio.AsyncRunner`
 loop thread, ``poll`` maps what finished into :class:`ProviderResult`s, and while calls are
 in flight ``next_due`` asks to be polled again in ``poll_interval_s``. Policy (options,
 context window, result mapping) lives in :mod:`actors.pool._openai_core`, tested without
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 from loguru import logger
 
-from actors._aio import AsyncRunner
-from actors._envnames import show_env_name
+from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from actors.pool._openai_core import (
     DEFAULT_RETRY_AFTER_S,
@@ -49,6 +48,7 @@ from actors.pool.providers import (
     ProviderResult,
     check_can_start,
 )
+from actors.runtime.aio import AsyncRunner
 from protocols import AIRequest, ProviderSpec
 
 __all__ = [

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors._actor import EngineActor
-from actors._wiring import (
+from actors.router.core import RouterCore
+from actors.runtime.base_actor import EngineActor
+from actors.runtime.wiring import (
     AccountGone,
     AccountUp,
     ActorReport,
@@ -27,7 +28,6 @@ from actors._wiring import (
     StatsQuery,
     WiringAck,
 )
-from actors.router.core import RouterCore
 from protocols import (
     AccountEvent,
     AIBatch,
@@ -96,7 +96,10 @@ class RouterActor(EngineActor):
             self.core.account_up(account_id, restarted=False, now=time.time())
         for account_id in msg.failed_accounts:
             self.core.account_gone(account_id, failed=True, now=time.time())
-        self.send(sender, Configured(self.role, self.name, self.generation, self.pid))
+        self.send(
+            sender,
+            Configured(role=self.role, name=self.name, generation=self.generation, pid=self.pid),
+        )
 
     @property
     def _core(self) -> RouterCore:
@@ -195,7 +198,7 @@ class RouterActor(EngineActor):
         resent = self._core.account_up(msg.account_id, restarted=msg.restarted, now=time.time())
         if resent:
             self.log.info("account {} restarted: re-sent {} replies", msg.account_id, resent)
-        self.send(sender, WiringAck(msg.token))
+        self.send(sender, WiringAck(token=msg.token))
 
     def on_account_gone(self, msg: AccountGone, sender: Address) -> None:
         ended = 0
@@ -207,7 +210,7 @@ class RouterActor(EngineActor):
                 msg.account_id, failed=msg.state == "failed", now=time.time()
             )
             self.log.info("account {} {}: ended {} messages", msg.account_id, msg.state, ended)
-        self.send(sender, WiringAck(msg.token, ended))
+        self.send(sender, WiringAck(token=msg.token, ended=ended))
 
     def on_pool_up(self, msg: PoolUp, sender: Address) -> None:
         if msg.failed:
@@ -217,7 +220,7 @@ class RouterActor(EngineActor):
             self.pool, self.pool_generation = msg.address, msg.generation
             if msg.restarted:
                 self._core.pool_restarted()
-        self.send(sender, WiringAck(msg.token))
+        self.send(sender, WiringAck(token=msg.token))
 
     # --- time, effects, stats, shutdown ----------------------------------------------------
 
@@ -269,7 +272,10 @@ class RouterActor(EngineActor):
             self.log.warning("drain deadline passed: {} messages abandoned", len(abandoned))
         outcomes = self._core.collect(self._core.outcomes_ready)
         drained = self._drained_at_start - len(abandoned)
-        self.send(supervisor, DrainDone(drained, tuple(abandoned), tuple(outcomes)))
+        self.send(
+            supervisor,
+            DrainDone(drained=drained, abandoned=tuple(abandoned), outcomes=tuple(outcomes)),
+        )
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         core = self._core

@@ -402,7 +402,7 @@ class RouterCore:
     @property
     def capacity(self) -> int:
         """The most messages the router can hold: in processing plus queued behind them."""
-        return self._config.max_concurrent_processing * (1 + self._config.max_pending_per_customer)
+        return self._config.capacity
 
     @property
     def in_flight(self) -> int:

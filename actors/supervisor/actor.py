@@ -16,8 +16,8 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest
 
-from actors._actor import EngineActor
-from actors._wiring import (
+from actors.runtime.base_actor import EngineActor
+from actors.runtime.wiring import (
     AccountGone,
     AccountUp,
     ActorReport,
@@ -166,20 +166,36 @@ class SupervisorActor(EngineActor):
                 token = self._next_token()
                 self.waiting[token] = (asker, "add_account", msg.name)
             if router is not None and core.is_up("router"):
-                self.send(router, AccountUp(msg.name, sender, msg.generation, restarted, token))
+                self.send(
+                    router,
+                    AccountUp(
+                        account_id=msg.name,
+                        address=sender,
+                        generation=msg.generation,
+                        restarted=restarted,
+                        token=token,
+                    ),
+                )
             elif token:
                 self._reply(token, ok=True)
             self._event(msg.name, "restarted" if restarted else "connected")
         elif msg.role == "ai_pool":
             if router is not None and core.is_up("router"):
-                self.send(router, PoolUp(sender, msg.generation, restarted))
+                self.send(
+                    router, PoolUp(address=sender, generation=msg.generation, restarted=restarted)
+                )
         elif msg.role == "router" and restarted:
             self.log.warning("router restarted as generation {}", msg.generation)
         if self.facade is not None and core.is_up("router") and core.is_up("ai_pool"):
             router_child = core.children[("router", "router")]
             self.send(
                 self.facade,
-                EngineStarted(router, router_child.generation, os.getpid(), os.getppid()),
+                EngineStarted(
+                    router=router,
+                    router_generation=router_child.generation,
+                    supervisor_pid=os.getpid(),
+                    admin_pid=os.getppid(),
+                ),
             )
             self.facade = None
 
@@ -229,7 +245,7 @@ class SupervisorActor(EngineActor):
         self.waiting[token] = (sender, "remove_account", msg.account_id)
         router = self._router_address()
         if router is not None and self._core.is_up("router"):
-            self.send(router, AccountGone(msg.account_id, "removed", token))
+            self.send(router, AccountGone(account_id=msg.account_id, state="removed", token=token))
         else:
             self._reply(token, ok=True)
         self._event(msg.account_id, "removed")
@@ -271,7 +287,7 @@ class SupervisorActor(EngineActor):
                 ),
             )
             return
-        self.send(pool, Forward(msg, sender))
+        self.send(pool, Forward(message=msg, reply_to=sender))
 
     def on_ask_child(self, msg: AskChild, sender: Address) -> None:
         address = self.addresses.get((msg.role, msg.name))
@@ -286,13 +302,16 @@ class SupervisorActor(EngineActor):
                 ),
             )
             return
-        self.send(address, Forward(msg.message, sender))
+        self.send(address, Forward(message=msg.message, reply_to=sender))
 
     def on_where_is_router(self, msg: WhereIsRouter, sender: Address) -> None:
         child = self._core.children.get(("router", "router"))
         up = child is not None and child.state == "up"
         self.send(
-            sender, RouterLocation(self._router_address(), child.generation if child else 0, up)
+            sender,
+            RouterLocation(
+                address=self._router_address(), generation=child.generation if child else 0, up=up
+            ),
         )
 
     # --- crashes and restarts -------------------------------------------------------------
@@ -319,10 +338,13 @@ class SupervisorActor(EngineActor):
             self.log.error("{} {} failed for good: {}", child.role, child.name, decision.reason)
             if child.role == "account":
                 if router is not None and core.is_up("router"):
-                    self.send(router, AccountGone(child.name, "failed"))
+                    self.send(router, AccountGone(account_id=child.name, state="failed"))
                 self._event(child.name, "failed", decision.reason)
             elif child.role == "ai_pool" and router is not None:
-                self.send(router, PoolUp(None, child.generation, False, failed=True))
+                self.send(
+                    router,
+                    PoolUp(address=None, generation=child.generation, restarted=False, failed=True),
+                )
             self._reply_adding(child.name, ok=False, error="account_failed", detail=decision.reason)
             return
         self.log.warning(
@@ -333,7 +355,7 @@ class SupervisorActor(EngineActor):
             decision.delay_s,
         )
         if child.role == "account" and router is not None and core.is_up("router"):
-            self.send(router, AccountGone(child.name, "down"))
+            self.send(router, AccountGone(account_id=child.name, state="down"))
             self._event(child.name, "disconnected", "actor exited; restarting")
         self.wakeupAfter_at(
             now + decision.delay_s, ("restart", child.role, child.name, child.generation)

@@ -6,7 +6,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from actors._wiring import ActorReport, Address, StatsQuery, SupervisorStats
+from actors.runtime.wiring import ActorReport, Address, StatsQuery, SupervisorStats
 
 if TYPE_CHECKING:
     from actors.supervisor.actor import SupervisorActor
@@ -30,7 +30,7 @@ class StatsFanout:
         up = [c for c in actor._core.children.values() if c.state == "up"]
         self.pending[token] = (sender, [], len(up))
         for child in up:
-            actor.send(actor.addresses[(child.role, child.name)], StatsQuery(token))
+            actor.send(actor.addresses[(child.role, child.name)], StatsQuery(token=token))
         if not up:
             self.finish(token)
         else:
@@ -52,14 +52,19 @@ class StatsFanout:
         asker, reports, _ = pending
         core = actor._core
         own = ActorReport(
-            token,
-            actor.role,
-            actor.role,
-            1,
-            os.getpid() if actor.pid else None,
-            len(actor.waiting),
-            core.config.max_instances + 2,
-            {**core.counters(), **actor.process_counters()},
-            {"admin_pid": os.getppid() if actor.pid else None},
+            token=token,
+            role=actor.role,
+            name=actor.role,
+            generation=1,
+            pid=os.getpid() if actor.pid else None,
+            depth=len(actor.waiting),
+            capacity=core.config.max_instances + 2,
+            counters={**core.counters(), **actor.process_counters()},
+            extra={"admin_pid": os.getppid() if actor.pid else None},
         )
-        actor.send(asker, SupervisorStats((own, *reports), core.child_table(), core.counters()))
+        actor.send(
+            asker,
+            SupervisorStats(
+                reports=(own, *reports), children=core.child_table(), counters=core.counters()
+            ),
+        )

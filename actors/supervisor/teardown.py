@@ -10,24 +10,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from actors._wiring import Address, Drain, DrainDone
+from actors.runtime.wiring import Address, Drain, DrainDone, ShutdownDone
 from actors.supervisor.core import ShutdownPlan
 from protocols import ShutdownRequest
 
 if TYPE_CHECKING:
     from actors.supervisor.actor import SupervisorActor
 
-__all__ = ["ShutdownDone", "Teardown"]
-
-
-class ShutdownDone:
-    """Supervisor -> facade: the teardown report and the router's last outcomes."""
-
-    __slots__ = ("outcomes", "report")
-
-    def __init__(self, report: Any, outcomes: tuple[Any, ...]) -> None:
-        self.report = report
-        self.outcomes = outcomes
+__all__ = ["Teardown"]
 
 
 class Teardown:
@@ -46,7 +36,7 @@ class Teardown:
         actor._core.shutting_down = True
         router = actor._router_address()
         if router is not None and actor._core.is_up("router"):
-            actor.send(router, Drain(self.plan.drain_deadline))
+            actor.send(router, Drain(deadline=self.plan.drain_deadline))
             actor.wakeupAfter_at(self.plan.drain_deadline + 0.5, ("stage", "drain"))
         else:
             self.plan.finish_stage("drain", now, drained=0, abandoned=0)
@@ -90,5 +80,5 @@ class Teardown:
                 actor.log.error("stage {}: {} actors did not stop in time", plan.stage, len(left))
             plan.finish_stage(plan.stage, now, drained=0, abandoned=0)
             timed_out = None
-        actor.send(self.asker, ShutdownDone(plan.report(now), self.outcomes))
+        actor.send(self.asker, ShutdownDone(report=plan.report(now), outcomes=self.outcomes))
         self.plan = None

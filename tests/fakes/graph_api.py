@@ -1,5 +1,5 @@
-"""Re-export of :mod:`wae_loadrun.fakes.graph_api` (the fake Graph API) for the tests."""
+"""Re-export of :mod:`apps.loadrun.fakes.graph_api` (the fake Graph API) for the tests."""
 
-from wae_loadrun.fakes.graph_api import Behaviour, FakeGraphAPI, Received
+from apps.loadrun.fakes.graph_api import Behaviour, FakeGraphAPI, Received
 
 __all__ = ["Behaviour", "FakeGraphAPI", "Received"]

@@ -1,6 +1,6 @@
-"""Re-export of :mod:`wae_loadrun.fakes.openai_api` (the fake OpenAI server) for the tests."""
+"""Re-export of :mod:`apps.loadrun.fakes.openai_api` (the fake OpenAI server) for the tests."""
 
-from wae_loadrun.fakes.openai_api import (
+from apps.loadrun.fakes.openai_api import (
     DEFAULT_API_KEY,
     FakeOpenAI,
     Messages,

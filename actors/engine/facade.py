@@ -1,0 +1,438 @@
+"""``Engine``: the facade a gateway process embeds.
+
+It starts a Thespian actor system, creates the supervisor, and turns each call into a
+blocking ask. It is also the final arbiter of the contract "every accepted message ends
+in exactly one outcome": its ``Ledger`` holds every accepted message until its outcome
+arrives, drops second outcomes, times out what no actor answered for (an actor died), and
+re-admits everything to a restarted router. Calls are serialised by a lock: Thespian's
+external API is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from loguru import logger
+
+from actors.config import BASES, EngineConfig
+from actors.engine.journal import DeadLetterJournal
+from actors.engine.ledger import Ledger
+from actors.engine.listeners import Listeners, Subscription
+from actors.engine.router_link import RouterLink
+from actors.engine.stats import merge_stats
+from actors.errors import EngineError, InstanceLimitError
+from actors.runtime.system import SystemHandle
+from actors.runtime.wiring import AskChild, ShutdownDone, StatsQuery, SupervisorStats
+from protocols import (
+    Accepted,
+    AccountEvent,
+    AccountSpec,
+    AddAccount,
+    AddProvider,
+    CollectOutcomes,
+    CommandResult,
+    InboundMessage,
+    Outcome,
+    OutcomeBatch,
+    ProviderSpec,
+    Rejected,
+    RemoveAccount,
+    RemoveProvider,
+    Scalar,
+    ShutdownReport,
+    ShutdownRequest,
+    StageReport,
+    SubmitBatch,
+    SubmitResults,
+)
+
+__all__ = ["Engine"]
+
+_MARGIN_S = 5.0
+
+
+class Engine:
+    """The embedded engine; see README "Embedding the engine".
+
+    Args:
+        config: the limits (default ``EngineConfig()``, the seed's values).
+        base: ``"multiprocTCPBase"`` (one process per actor; production) or
+            ``"simpleSystemBase"`` (everything in the caller's thread; tests, tools).
+        admin_port: the Thespian admin port (multiprocTCPBase); default: a free port.
+        ask_timeout_s: how long one call waits for an actor before treating it as gone.
+        seed: seeds the simulated providers' and transports' randomness.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        base: str = "multiprocTCPBase",
+        admin_port: int | None = None,
+        ask_timeout_s: float = 10.0,
+        seed: int | None = None,
+    ) -> None:
+        if base not in BASES:
+            raise EngineError(f"unknown base {base!r} (choose one of {', '.join(BASES)})")
+        self.config = config or EngineConfig()
+        self.base = base
+        self.admin_port = admin_port
+        self.ask_timeout_s = ask_timeout_s
+        self.seed = random.randrange(2**31) if seed is None else seed
+        c = self.config
+        self._ledger = Ledger(
+            capacity=c.capacity + c.max_uncollected_outcomes,
+            grace_s=1.0,
+        )
+        self._listeners = Listeners(max_per_account=c.max_listeners)
+        self._lock = threading.RLock()
+        self._sys: SystemHandle | None = None
+        self._supervisor: Any = None
+        self._link: RouterLink | None = None
+        self._ready: deque[Outcome] = deque()
+        self._counters: Counter[str] = Counter()
+        self._state = "new"  # new -> running -> stopping -> stopped
+        self._report: ShutdownReport | None = None
+        self._journal: DeadLetterJournal | None = None
+        self.log = logger.bind(actor="engine")
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        """Start the actor system, the supervisor, the router and the AI pool."""
+        with self._lock:
+            if self._state != "new":
+                raise EngineError(f"can't start an engine that is {self._state}")
+            self._sys = SystemHandle(self.base, self.admin_port)
+            self.admin_port = self._sys.admin_port
+            started = self._sys.start(self.config, self.seed, self.ask_timeout_s * 3)
+            self._supervisor = self._sys.supervisor
+            self._link = RouterLink(
+                self._sys,
+                started.router,
+                started.router_generation,
+                ask_timeout_s=self.ask_timeout_s,
+                restart_wait_s=self.config.restart_max_backoff_s,
+            )
+            self._sys.on_stale = self._link.set_aside
+            self._state = "running"
+            self.log.info("engine started on {} (admin port {})", self.base, self.admin_port)
+            return self
+
+    def __enter__(self) -> Engine:
+        return self.start() if self._state == "new" else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state == "running":
+            self.shutdown()
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            raise EngineError(f"the engine is {self._state}, not running")
+
+    def _ask(
+        self,
+        target: Any,
+        msg: Any,
+        timeout: float | None = None,
+        accept: Callable[[Any], bool] = lambda reply: True,
+    ) -> Any:
+        """Ask an actor; late answers to earlier asks are set aside, not taken for this one."""
+        assert self._sys is not None
+        return self._sys.ask(
+            target,
+            msg,
+            self.ask_timeout_s if timeout is None else timeout,
+            accept=lambda r: not isinstance(r, SubmitResults | OutcomeBatch) and accept(r),
+        )
+
+    # --- management -----------------------------------------------------------------------
+
+    def add_provider(self, spec: ProviderSpec) -> CommandResult:
+        """Load an AI provider into the pool (replacing one of the same name)."""
+        return self._command(AddProvider(spec=spec))
+
+    def remove_provider(self, name: str) -> CommandResult:
+        return self._command(RemoveProvider(name=name))
+
+    def add_account(
+        self,
+        account_id: str,
+        *,
+        transport: str = "loopback",
+        options: Mapping[str, Scalar] | None = None,
+    ) -> None:
+        """Start an account actor.
+
+        Raises:
+            InstanceLimitError: ``max_instances`` accounts already run.
+            EngineError: the id is taken, or the transport or its options are invalid.
+        """
+        spec = AccountSpec(account_id=account_id, transport=transport, options=dict(options or {}))
+        result = self._command(AddAccount(spec=spec))
+        if not result.ok:
+            if result.error == "instance_limit":
+                raise InstanceLimitError(result.detail)
+            raise EngineError(result.detail or result.error)
+
+    def remove_account(self, account_id: str) -> CommandResult:
+        """Stop an account and free its slot; its pending messages end with an outcome."""
+        result = self._command(RemoveAccount(account_id=account_id))
+        if result.ok:
+            self._listeners.close_account(account_id)
+        return result
+
+    def _command(self, msg: Any) -> CommandResult:
+        with self._lock:
+            self._require_running()
+            command = type(msg).__name__
+            reply = self._ask(
+                self._supervisor,
+                msg,
+                accept=lambda r: isinstance(r, CommandResult) and _is_answer(r, command),
+            )
+            if not isinstance(reply, CommandResult):
+                raise EngineError(f"no answer to {type(msg).__name__} (got {reply!r})")
+            return reply
+
+    def subscribe(self, account_id: str, callback: Callable[[AccountEvent], None]) -> Subscription:
+        """Call ``callback`` with the account's status events (delivered during ``outcomes``).
+
+        Raises:
+            ListenerLimitError: the account already has ``max_listeners`` subscriptions.
+        """
+        with self._lock:
+            return self._listeners.subscribe(account_id, callback)
+
+    # --- messages -------------------------------------------------------------------------
+
+    def submit(self, message: InboundMessage) -> Accepted | Rejected:
+        """Submit one inbound message; see ``submit_many``."""
+        return self.submit_many([message])[0]
+
+    def submit_many(self, messages: Iterable[InboundMessage]) -> list[Accepted | Rejected]:
+        """Submit messages in one round trip; one ``Accepted``/``Rejected`` each, in order.
+
+        Every ``Accepted`` message later ends in exactly one ``Outcome``.
+        """
+        batch = tuple(messages)
+        for msg in batch:
+            if not isinstance(msg, InboundMessage):
+                raise TypeError(f"submit takes InboundMessage, not {type(msg).__name__}")
+        with self._lock:
+            if self._state != "running":
+                return [
+                    self._refuse(m, "shutting_down", "the engine is not running") for m in batch
+                ]
+            if not batch:
+                return []
+            reply = self._ask_router(
+                SubmitBatch(messages=batch, generation=self._link.generation if self._link else 0)
+            )
+            if not isinstance(reply, SubmitResults):
+                return [self._refuse(m, "capacity", "the router is unavailable") for m in batch]
+            now = time.time()
+            by_id = {m.message_id: m for m in batch}
+            for result in reply.results:
+                if isinstance(result, Accepted):
+                    deadline = result.deadline or now + self.config.processing_timeout_s
+                    self._ledger.accept(by_id[result.message_id], deadline, now)
+                else:
+                    self._counters[f"reject.{result.reason}"] += 1
+            return list(reply.results)
+
+    def _refuse(self, msg: InboundMessage, reason: str, detail: str) -> Rejected:
+        self._counters[f"reject.{reason}"] += 1
+        return Rejected(message_id=msg.message_id, reason=reason, detail=detail)
+
+    def outcomes(self, timeout: float = 1.0, *, max_items: int = 10_000) -> list[Outcome]:
+        """Outcomes ready now; if none, wait up to ``timeout`` seconds for the first."""
+        with self._lock:
+            out = self._take_ready(max_items)
+            out += self._ledger.expire(time.time())
+            if self._state != "running":
+                return out
+            until = time.time() + max(0.0, timeout)
+            while True:
+                wait_s = 0.0 if out else max(0.0, until - time.time())
+                reply = self._ask_router(
+                    CollectOutcomes(
+                        max_items=max(1, max_items - len(out)),
+                        wait_s=wait_s,
+                        generation=self._link.generation if self._link else 0,
+                    ),
+                    timeout=wait_s + self.ask_timeout_s,
+                )
+                if isinstance(reply, OutcomeBatch):
+                    out += self._accept_outcomes(reply.outcomes)
+                    for event in reply.events:
+                        self._listeners.dispatch(event)
+                # An answer may carry only events, or only outcomes this ledger had already
+                # settled: keep waiting for a real one until the timeout.
+                if out or wait_s <= 0 or not isinstance(reply, OutcomeBatch):
+                    return out
+
+    def _take_ready(self, max_items: int) -> list[Outcome]:
+        n = min(max_items, len(self._ready))
+        return [self._ready.popleft() for _ in range(n)]
+
+    def _accept_outcomes(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
+        return [o for o in outcomes if self._ledger.resolve(o)]
+
+    def _ask_router(self, msg: SubmitBatch | CollectOutcomes, timeout: float | None = None) -> Any:
+        assert self._link is not None
+        reply = self._link.ask(
+            msg, self.ask_timeout_s if timeout is None else timeout, self._ledger
+        )
+        self._ready.extend(self._accept_outcomes(self._link.take_refused()))
+        self._ready.extend(self._accept_outcomes(self._link.take_set_aside()))
+        return reply
+
+    # --- stats ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Messages in flight, counters, and one entry per actor (see README)."""
+        with self._lock:
+            self._require_running()
+            reply = self._ask(
+                self._supervisor,
+                StatsQuery(token=0),
+                accept=lambda r: isinstance(r, SupervisorStats),
+            )
+            if not isinstance(reply, SupervisorStats):
+                raise EngineError(f"no stats from the supervisor (got {reply!r})")
+            return self._build_stats(reply)
+
+    def _build_stats(self, reply: SupervisorStats) -> dict[str, Any]:
+        counters: Counter[str] = Counter(self._counters)
+        if self._link is not None:
+            counters["router_relocations"] = self._link.relocations
+            counters["readmitted"] = self._link.readmitted
+            counters["orphaned_admissions"] = self._link.orphaned_admissions
+            counters["stale_answers"] = self._sys.stale if self._sys else 0
+        counters.update(self._ledger.counters())
+        counters["late_outcomes"] = self._ledger.late_outcomes
+        counters.update({f"listeners.{k}": int(v) for k, v in self._listeners.stats().items()})
+        if self._journal is not None:
+            counters["journal.overflow"] = self._journal.overflow
+        stats = merge_stats(reply, counters)
+        if self._sys is not None:
+            self._sys.remember_pids({a["pid"] for a in stats["actors"] if a["pid"]})
+        oldest = self._ledger.oldest_age(time.time())
+        stats.update(
+            in_flight=self._ledger.in_flight,
+            oldest_in_flight_s=oldest,
+            router_generation=self._link.generation if self._link else 0,
+            admin_pid=self._sys.admin_pid if self._sys else None,
+            base=self.base,
+        )
+        return stats
+
+    def ask_child(self, role: str, name: str, message: Any) -> Any:
+        """Send ``message`` to one child through the supervisor and return its answer."""
+        with self._lock:
+            self._require_running()
+            return self._ask(self._supervisor, AskChild(role=role, name=name, message=message))
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def shutdown(self) -> ShutdownReport:
+        """Ordered teardown within ``shutdown_timeout_s``; see README "Shutdown"."""
+        with self._lock:
+            if self._state in ("stopping", "stopped"):
+                assert self._report is not None or self._state == "stopping"
+                return self._report or ShutdownReport(stages=(), total_s=0.0)
+            if self._state == "new":
+                self._state = "stopped"
+                self._report = ShutdownReport(stages=(), total_s=0.0)
+                return self._report
+            self._state = "stopping"
+            started = time.time()
+            assert self._sys is not None
+            self._sys.remember_pids()
+            c = self.config
+            done = self._ask(
+                self._supervisor,
+                ShutdownRequest(timeout_s=c.shutdown_timeout_s, drain_timeout_s=c.drain_timeout_s),
+                c.shutdown_timeout_s + _MARGIN_S,
+                accept=lambda r: isinstance(r, ShutdownDone),
+            )
+            messages = {m.message_id: m for m in self._ledger.unresolved()}
+            stages: list[StageReport] = []
+            abandoned: list[str] = []
+            if isinstance(done, ShutdownDone):
+                stages = list(done.report.stages)
+                self._ready.extend(self._accept_outcomes(done.outcomes))
+                abandoned = list(done.report.abandoned)
+            else:
+                self.log.error("the supervisor did not report the teardown (got {!r})", done)
+            for msg, outcome in self._ledger.abandon_all("shutdown"):
+                self._ready.append(outcome)
+                abandoned.append(msg.message_id)
+            journaled = self._write_journal([messages[i] for i in abandoned if i in messages])
+            self._listeners.close_all()
+            t0 = time.time()
+            self._sys.stop()
+            stages.append(StageReport(name="actor_system", seconds=time.time() - t0, abandoned=0))
+            self._report = ShutdownReport(
+                stages=tuple(stages), total_s=time.time() - started, abandoned=tuple(abandoned)
+            )
+            self._counters["journaled"] += journaled
+            self._state = "stopped"
+            self.log.info(
+                "engine stopped in {:.3f} s; {} messages abandoned and journaled",
+                self._report.total_s,
+                len(abandoned),
+            )
+            return self._report
+
+    def _write_journal(self, messages: list[InboundMessage]) -> int:
+        c = self.config
+        if not messages or not c.dead_letter_path:
+            return 0
+        if self._journal is None:
+            self._journal = DeadLetterJournal(
+                c.dead_letter_path,
+                max_bytes=c.dead_letter_max_bytes,
+                max_frame_bytes=c.max_frame_bytes,
+            )
+        written = self._journal.append(messages)
+        if written < len(messages):
+            self.log.error(
+                "dead-letter journal shed {} messages (overflow {})",
+                len(messages) - written,
+                self._journal.overflow,
+            )
+        return written
+
+    @property
+    def pids(self) -> frozenset[int]:
+        """Every process of this actor system seen so far (empty on simpleSystemBase)."""
+        return self._sys.pids if self._sys is not None else frozenset()
+
+    @property
+    def shutdown_report(self) -> ShutdownReport | None:
+        return self._report
+
+
+_COMMANDS = {
+    "AddAccount": "add_account",
+    "RemoveAccount": "remove_account",
+    "AddProvider": "add_provider",
+    "RemoveProvider": "remove_provider",
+}
+
+
+def _is_answer(reply: CommandResult, command: str) -> bool:
+    return reply.command == _COMMANDS.get(command)

@@ -1,0 +1,376 @@
+"""The gateway's HTTP side: an aiohttp application around an embedded :class:`Engine`.
+
+Engine calls block (they are Thespian asks) and the engine serialises them anyway, so
+every call runs on ONE dedicated worker thread through ``loop.run_in_executor``: the
+event loop never blocks, and webhooks, outcome collection, health and metrics take turns
+on that thread. The engine must be started before that thread exists (and before the
+loop starts its own executor): on ``multiprocTCPBase`` it forks actor processes from
+this process, and forking a process that runs threads is unsafe.
+
+Build it from a config object (tests do) or a file (``python -m apps.gateway``)::
+
+    engine = start_engine(config)                  # before any thread
+    gateway = Gateway(config, engine, resolve_secrets(config), shutdown_engine=True)
+    runner = gateway.runner()                      # an aiohttp AppRunner for gateway.app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiohttp import web
+from loguru import logger
+
+from actors.engine import Engine
+from actors.errors import EngineError
+from apps.gateway.config import GatewayConfig, GatewaySecrets
+from apps.gateway.metrics import CONTENT_TYPE, GatewayCounters, render
+from apps.gateway.webhook import (
+    PayloadError,
+    SubmitSummary,
+    WebhookBatch,
+    decode_payload,
+    parse_payload,
+    signature_problem,
+    summarize,
+)
+from protocols import Accepted, Outcome, Rejected, ShutdownReport
+
+__all__ = ["Gateway", "start_engine"]
+
+T = TypeVar("T")
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+_READ_CHUNK = 64 * 1024
+_LOG_FIRST = 10  # failures of one kind logged in full before sampling
+_LOG_EVERY = 1000  # then one line per this many, with the running count
+
+
+def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
+    """Start an engine on ``config.base`` with the config's providers and accounts.
+
+    Call it before starting any thread (see the module docstring).
+
+    Raises:
+        EngineError: a provider or an account was refused (the engine is shut down).
+    """
+    engine = Engine(config.engine, base=config.base, seed=seed).start()
+    try:
+        for spec in config.providers:
+            result = engine.add_provider(spec)
+            if not result.ok:
+                raise EngineError(
+                    f"provider {spec.name!r} refused: {result.detail or result.error}"
+                )
+        for account in config.accounts:
+            engine.add_account(
+                account.account_id, transport=account.transport, options=account.engine_options
+            )
+    except BaseException:
+        engine.shutdown()
+        raise
+    return engine
+
+
+class _SampledLog:
+    """Logs the first few events of each key, then one in ``_LOG_EVERY`` (floods stay small)."""
+
+    def __init__(self) -> None:
+        self._seen: Counter[str] = Counter()
+
+    def should_log(self, key: str) -> int:
+        """The count so far for ``key`` if this one should be logged, else 0."""
+        self._seen[key] += 1
+        n = self._seen[key]
+        return n if n <= _LOG_FIRST or n % _LOG_EVERY == 0 else 0
+
+
+class Gateway:
+    """The webhook gateway: routes, the engine worker thread, the outcome collector.
+
+    Args:
+        config: the gateway config (accounts give the phone_number_id mapping).
+        engine: a started engine; the gateway never starts it.
+        secrets: the verify token and app secret.
+        shutdown_engine: shut the engine down when the app is cleaned up (the gateway
+            owns it); False leaves that to the caller (tests that share an engine).
+
+    Attributes:
+        app: the aiohttp application.
+        counters: the gateway's own counters (also in ``/metrics``).
+        report: the engine's ``ShutdownReport`` once the gateway shut it down.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        engine: Engine,
+        secrets: GatewaySecrets,
+        *,
+        shutdown_engine: bool = False,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.counters = GatewayCounters()
+        self.report: ShutdownReport | None = None
+        self._secrets = secrets
+        self._accounts = config.account_map
+        self._shutdown_engine = shutdown_engine
+        # No thread exists until the first call: creating the executor here is fork-safe.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wae-engine")
+        self._collector: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._sampled = _SampledLog()
+        self.log = logger.bind(actor="gateway")
+        self.app = self._make_app()
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_get("/webhook", self._handshake)
+        app.router.add_post("/webhook", self._webhook)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    def runner(self, **kwargs: Any) -> web.AppRunner:
+        """An ``AppRunner`` for :attr:`app` with the gateway's server settings."""
+        # The signature covers the bytes as sent: never inflate a compressed body first.
+        kwargs.setdefault("auto_decompress", False)
+        kwargs.setdefault("shutdown_timeout", 5.0)
+        kwargs.setdefault("access_log", None)
+        return web.AppRunner(self.app, **kwargs)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _on_startup(self, app: web.Application) -> None:
+        self._stop = asyncio.Event()
+        self._collector = asyncio.create_task(self._collect(), name="wae-outcomes")
+        self.log.info(
+            "gateway up: {} accounts, engine on {}", len(self._accounts), self.engine.base
+        )
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        self._stopping = True
+        if self._stop is not None:
+            self._stop.set()
+        try:
+            if self._collector is not None:
+                await self._collector  # ends after its current call: no outcome is dropped
+            if self._shutdown_engine:
+                self.report = await self._call(self.engine.shutdown)
+                self._record_outcomes(await self._call(self.engine.outcomes, 0.0))
+                self._log_report(self.report)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _log_report(self, report: ShutdownReport) -> None:
+        stages = ", ".join(
+            f"{s.name} {s.seconds:.3f} s (drained {s.drained}, abandoned {s.abandoned})"
+            for s in report.stages
+        )
+        self.log.info(
+            "engine shut down in {:.3f} s: {}; {} messages abandoned",
+            report.total_s,
+            stages,
+            len(report.abandoned),
+        )
+
+    async def _collect(self) -> None:
+        """Collect outcomes until cleanup; each call waits at most ``outcome_wait_s``."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        wait_s = self.config.outcome_wait_s
+        while not self._stopping:
+            started = loop.time()
+            try:
+                outcomes = await self._call(self.engine.outcomes, wait_s)
+            except Exception as exc:  # a broken engine must not end the collector
+                self.counters.inc("engine_errors", call="outcomes")
+                if n := self._sampled.should_log("outcomes failed"):
+                    self.log.error("collecting outcomes failed ({} so far): {}", n, exc)
+                outcomes = []
+            self._record_outcomes(outcomes)
+            if not outcomes and loop.time() - started < wait_s / 2:
+                # The engine answered at once with nothing (it is stopped): do not spin.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait_s)
+
+    def _record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            self.counters.inc("outcomes", status=outcome.status, reason=outcome.reason)
+            if outcome.status == "replied":
+                continue
+            n = self._sampled.should_log(f"outcome {outcome.status}/{outcome.reason}")
+            if n:
+                self.log.bind(
+                    message_id=outcome.message_id, status=outcome.status, reason=outcome.reason
+                ).warning(
+                    "message {} ended {}/{} ({} so far): {}",
+                    outcome.message_id,
+                    outcome.status,
+                    outcome.reason,
+                    n,
+                    outcome.detail,
+                )
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def _handshake(self, request: web.Request) -> web.Response:
+        """``GET /webhook``: echo ``hub.challenge`` when the verify token matches."""
+        query = request.query
+        token = query.get("hub.verify_token", "").encode("utf-8", "replace")
+        expected = self._secrets.verify_token.encode("utf-8")
+        # Compare even when the mode is wrong, so timing says nothing about the token.
+        token_ok = hmac.compare_digest(token, expected)
+        if query.get("hub.mode") != "subscribe" or not token_ok:
+            self.counters.inc("handshakes", result="forbidden")
+            if n := self._sampled.should_log("handshake refused"):
+                self.log.warning("webhook handshake refused from {} ({} so far)", request.remote, n)
+            return web.Response(status=403, text="forbidden")
+        self.counters.inc("handshakes", result="ok")
+        self.log.info("webhook handshake accepted")
+        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
+
+    def _answer(self, status: int, body: Any, *, retry: bool = False) -> web.Response:
+        self.counters.inc("webhooks", code=str(status))
+        headers = {"Retry-After": str(self.config.retry_after_s)} if retry else None
+        if isinstance(body, str):
+            return web.Response(status=status, text=body, headers=headers)
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The body, or None once it passes ``max_body_bytes`` (nothing more is read)."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        body = bytearray()
+        while chunk := await request.content.read(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                return None
+        return bytes(body)
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """``POST /webhook``: 413, 401, 400, then submit and answer 200 or 503."""
+        body = await self._read_body(request)
+        if body is None:
+            if n := self._sampled.should_log("body too large"):
+                limit = self.config.max_body_bytes
+                self.log.warning("webhook body over {} bytes refused ({} so far)", limit, n)
+            return self._answer(413, "body too large")
+        problem = signature_problem(
+            self._secrets.app_secret, body, request.headers.get(SIGNATURE_HEADER)
+        )
+        if problem is not None:
+            self.counters.inc("signature_failures", why=problem)
+            if n := self._sampled.should_log(f"signature {problem}"):
+                self.log.warning(
+                    "webhook signature {} from {} ({} so far)", problem, request.remote, n
+                )
+            return self._answer(401, "bad signature")
+        try:
+            doc = decode_payload(body)
+        except PayloadError as exc:
+            if n := self._sampled.should_log("bad payload"):
+                self.log.warning("webhook payload refused ({} so far): {}", n, exc)
+            return self._answer(400, "bad payload")
+        batch = parse_payload(doc, self._accounts)
+        self._count_batch(batch)
+        summary = SubmitSummary()
+        if batch.messages:
+            try:
+                results = await self._call(self.engine.submit_many, batch.messages)
+            except Exception as exc:  # the engine is unavailable: WhatsApp will redeliver
+                self.counters.inc("engine_errors", call="submit_many")
+                if n := self._sampled.should_log("submit failed"):
+                    self.log.error("submitting messages failed ({} so far): {}", n, exc)
+                return self._answer(503, {"error": "engine unavailable"}, retry=True)
+            summary = summarize(results)
+            self._count_results(results)
+        answer = {"accepted": summary.accepted, "rejected": summary.rejected, "items": batch.counts}
+        return self._answer(summary.http_status, answer, retry=summary.retry)
+
+    def _count_batch(self, batch: WebhookBatch) -> None:
+        for kind, n in batch.counts.items():
+            if n:
+                self.counters.inc("messages", n, kind=kind)
+        for kind, n in batch.types.items():
+            self.counters.inc("non_text_messages", n, type=kind)
+        for status, n in batch.statuses.items():
+            self.counters.inc("statuses", n, status=status)
+        for phone_id in batch.unknown_phone_ids:
+            if self._sampled.should_log(f"phone {phone_id}"):
+                self.log.warning("webhook for phone_number_id {!r}: no account has it", phone_id)
+        if batch.problems and self._sampled.should_log("payload problems"):
+            self.log.warning("webhook items skipped: {}", "; ".join(batch.problems))
+
+    def _count_results(self, results: Iterable[Accepted | Rejected]) -> None:
+        for result in results:
+            if isinstance(result, Accepted):
+                self.counters.inc("submissions", result="accepted", reason="")
+                continue
+            self.counters.inc("submissions", result="rejected", reason=result.reason)
+            if result.reason == "duplicate":
+                continue  # redeliveries are expected: counted, not logged
+            if n := self._sampled.should_log(f"reject {result.reason}"):
+                self.log.bind(message_id=result.message_id, reason=result.reason).warning(
+                    "message {} rejected {} ({} so far): {}",
+                    result.message_id,
+                    result.reason,
+                    n,
+                    result.detail,
+                )
+
+    async def _engine_stats(self) -> dict[str, Any] | None:
+        if self._stopping:
+            return None
+        try:
+            return await self._call(self.engine.stats)
+        except Exception:  # not running, or not answering: reported as down
+            self.counters.inc("engine_errors", call="stats")
+            return None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: 200 with the accounts' states, 503 when the engine is down."""
+        stats = await self._engine_stats()
+        if stats is None:
+            return web.json_response({"status": "down", "engine": "not running"}, status=503)
+        actors = stats.get("actors", [])
+        accounts = {
+            a["name"]: {"state": a["state"], "depth": a["depth"], "restarts": a["restarts"]}
+            for a in actors
+            if a["role"] == "account"
+        }
+        for account_id in self._accounts.values():
+            accounts.setdefault(account_id, {"state": "missing", "depth": 0, "restarts": 0})
+        down = [f"{a['role']}:{a['name']}" for a in actors if a["state"] != "up"]
+        down += [name for name, a in accounts.items() if a["state"] == "missing"]
+        body = {
+            "status": "degraded" if down else "ok",
+            "engine": "running",
+            "base": stats.get("base"),
+            "in_flight": stats.get("in_flight"),
+            "oldest_in_flight_s": stats.get("oldest_in_flight_s"),
+            "accounts": accounts,
+            "not_up": down,
+        }
+        return web.json_response(body)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: Prometheus text of the engine's stats and the gateway counters."""
+        text = render(await self._engine_stats(), self.counters)
+        return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

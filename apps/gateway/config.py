@@ -1,0 +1,318 @@
+"""The gateway's TOML config: the HTTP side, the accounts, the providers, the engine.
+
+One file holds four tables::
+
+    [gateway]            host, port, secrets' variable names, body limit, Retry-After, base
+    [engine]             the EngineConfig keys (read by actors.config.build)
+    [[accounts]]         account_id, phone_number_id, transport, options
+    [[providers]]        name, kind, priority, daily_limit, active, options
+
+Secrets are never in the file: it names the environment variables that hold them, and
+:func:`resolve_secrets` reads those. Every error names the file, the key and the rule.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.config import BASES, EngineConfig, build
+from actors.config.envnames import show_env_name
+from actors.errors import ConfigError
+from protocols import AccountSpec, ProviderSpec, Scalar, ValidationError
+
+__all__ = [
+    "TRANSPORT_KINDS",
+    "AccountEntry",
+    "GatewayConfig",
+    "GatewaySecrets",
+    "load_gateway_config",
+    "resolve_secrets",
+]
+
+TRANSPORT_KINDS = ("loopback", "cloud_api")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PHONE_ID = re.compile(r"[0-9]{1,32}")
+_GATEWAY_KEYS = (
+    "host",
+    "port",
+    "verify_token_env",
+    "app_secret_env",
+    "max_body_bytes",
+    "retry_after_s",
+    "base",
+    "outcome_wait_s",
+)
+_TABLES = ("gateway", "engine", "accounts", "providers")
+_ACCOUNT_KEYS = ("account_id", "phone_number_id", "transport", "options")
+_PROVIDER_KEYS = ("name", "kind", "priority", "daily_limit", "active", "options")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountEntry:
+    """One WhatsApp number: our account id, Meta's phone_number_id, how replies are sent."""
+
+    account_id: str
+    phone_number_id: str
+    transport: str = "loopback"
+    options: dict[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_account(self, "AccountEntry")
+
+    @property
+    def engine_options(self) -> dict[str, Scalar]:
+        """The transport options for ``add_account``.
+
+        ``cloud_api`` sends from ``phone_number_id`` too: it is filled in from this entry
+        so the number that receives and the number that replies cannot differ.
+        """
+        if self.transport == "cloud_api":
+            return {**self.options, "phone_number_id": self.phone_number_id}
+        return dict(self.options)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    """Everything the gateway needs; construction validates it (``ConfigError``).
+
+    Build it with :func:`load_gateway_config` from a file, or directly (tests do).
+
+    Attributes:
+        host, port: where the HTTP server listens (port 0: any free port).
+        verify_token_env: the variable holding the webhook verify token.
+        app_secret_env: the variable holding the Meta app secret (signature key).
+        max_body_bytes: largest webhook body read; a larger one is answered 413.
+        retry_after_s: the ``Retry-After`` of a 503 (seconds).
+        base: the Thespian base of the embedded engine.
+        outcome_wait_s: how long one collection of outcomes waits on the engine thread;
+            a webhook may queue behind it, so it is short.
+        engine: the engine's limits.
+        accounts, providers: what the engine serves and calls.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    verify_token_env: str = "WHATSAPP_VERIFY_TOKEN"
+    app_secret_env: str = "WHATSAPP_APP_SECRET"
+    max_body_bytes: int = 3 * 1024 * 1024
+    retry_after_s: int = 5
+    base: str = "multiprocTCPBase"
+    outcome_wait_s: float = 0.05
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    accounts: tuple[AccountEntry, ...] = ()
+    providers: tuple[ProviderSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in _GATEWAY_KEYS:
+            _check_gateway_key(name, getattr(self, name), "GatewayConfig")
+        _check_unique(self.accounts, "GatewayConfig")
+        names = [p.name for p in self.providers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"GatewayConfig providers: name {name!r} appears twice")
+
+    @property
+    def account_map(self) -> dict[str, str]:
+        """phone_number_id -> account_id, for the webhook parser."""
+        return {a.phone_number_id: a.account_id for a in self.accounts}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySecrets:
+    """The secrets read from the environment; ``repr`` never shows them."""
+
+    verify_token: str = field(repr=False)
+    app_secret: bytes = field(repr=False)
+
+
+def resolve_secrets(config: GatewayConfig, env: Mapping[str, str] | None = None) -> GatewaySecrets:
+    """Read the verify token and the app secret from the variables the config names.
+
+    Raises:
+        ConfigError: a variable is unset or empty; the message names it (never a value).
+    """
+    env = os.environ if env is None else env
+    values = []
+    for key in ("verify_token_env", "app_secret_env"):
+        var = getattr(config, key)
+        value = env.get(var, "")
+        if not value:
+            raise ConfigError(
+                f"environment variable {show_env_name(var)} (named by [gateway] {key}) "
+                "is not set or empty"
+            )
+        values.append(value)
+    return GatewaySecrets(verify_token=values[0], app_secret=values[1].encode("utf-8"))
+
+
+# --- checks --------------------------------------------------------------------------------
+
+
+def _rule_error(where: str, key: str, value: Any, rule: str) -> ConfigError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return ConfigError(f"{where} {key} = {shown}: must be {rule}")
+
+
+def _check_gateway_key(key: str, value: Any, where: str) -> None:
+    kind = type(value)
+    if key == "host":
+        ok, rule = kind is str and bool(value.strip()), "a non-empty string"
+    elif key == "port":
+        ok, rule = kind is int and 0 <= value <= 65535, "an integer from 0 to 65535"
+    elif key in ("verify_token_env", "app_secret_env"):
+        rule = "an environment variable name ([A-Za-z_][A-Za-z0-9_]*), not the secret itself"
+        ok = kind is str and _ENV_NAME.fullmatch(value) is not None
+    elif key == "max_body_bytes":
+        ok, rule = kind is int and value >= 1024, "an integer >= 1024"
+    elif key == "retry_after_s":
+        ok, rule = kind is int and 1 <= value <= 86400, "an integer from 1 to 86400 (seconds)"
+    elif key == "base":
+        ok, rule = value in BASES, f"one of {', '.join(map(repr, BASES))}"
+    else:  # outcome_wait_s
+        ok = kind in (int, float) and 0 < value <= 1
+        rule = "a number > 0 and <= 1 (seconds)"
+    if not ok:
+        if key.endswith("_env"):
+            # A wrong value here is often the secret itself, pasted in: never echo it.
+            value = f"<{len(value) if isinstance(value, str) else type(value).__name__} hidden>"
+        raise _rule_error(where, key, value, rule)
+
+
+def _check_account(entry: AccountEntry, where: str) -> None:
+    if entry.transport not in TRANSPORT_KINDS:
+        rule = f"one of {', '.join(map(repr, TRANSPORT_KINDS))}"
+        raise _rule_error(where, "transport", entry.transport, rule)
+    if type(entry.phone_number_id) is not str or not _PHONE_ID.fullmatch(entry.phone_number_id):
+        raise _rule_error(where, "phone_number_id", entry.phone_number_id, "a string of digits")
+    given = entry.options.get("phone_number_id", entry.phone_number_id)
+    if entry.transport == "cloud_api" and str(given) != entry.phone_number_id:
+        rule = f"the account's phone_number_id {entry.phone_number_id!r} (or left out)"
+        raise _rule_error(where, "options.phone_number_id", given, rule)
+    try:
+        AccountSpec(account_id=entry.account_id, transport=entry.transport, options=entry.options)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_unique(accounts: tuple[AccountEntry, ...], where: str) -> None:
+    for attr in ("account_id", "phone_number_id"):
+        seen: set[str] = set()
+        for i, entry in enumerate(accounts):
+            value = getattr(entry, attr)
+            if value in seen:
+                raise ConfigError(f"{where} [[accounts]][{i}] {attr} = {value!r}: appears twice")
+            seen.add(value)
+
+
+def _unknown(key: str, known: tuple[str, ...], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _table(value: Any, where: str, known: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key in value:
+        if key not in known:
+            raise _unknown(key, known, where)
+    return value
+
+
+def _array(doc: dict[str, Any], name: str, file: str) -> list[dict[str, Any]]:
+    items = doc.get(name, [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{file}: {name} must be an array of tables ([[{name}]])")
+    known = _ACCOUNT_KEYS if name == "accounts" else _PROVIDER_KEYS
+    return [_table(item, f"{file} [[{name}]][{i}]", known) for i, item in enumerate(items)]
+
+
+def _options(value: Any, where: str) -> dict[str, Scalar]:
+    table = value if value is not None else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} options must be a table")
+    for key, item in table.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise _rule_error(where, f"options.{key}", item, "a string, number or boolean")
+    return dict(table)
+
+
+def _account(item: dict[str, Any], where: str) -> AccountEntry:
+    for key in ("account_id", "phone_number_id"):
+        if key not in item:
+            raise ConfigError(f"{where}: {key} is required")
+    phone_id = item["phone_number_id"]
+    if type(phone_id) is int and phone_id >= 0:
+        phone_id = str(phone_id)  # TOML integers are exact; Meta's ids are digit strings
+    try:
+        return AccountEntry(
+            account_id=item["account_id"],
+            phone_number_id=phone_id,
+            transport=item.get("transport", "loopback"),
+            options=_options(item.get("options"), where),
+        )
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("AccountEntry", where, 1)) from None
+
+
+def _provider(item: dict[str, Any], where: str) -> ProviderSpec:
+    for key in ("name", "kind"):
+        if key not in item:
+            raise ConfigError(f"{where}: {key} is required")
+    try:
+        return ProviderSpec(
+            name=item["name"],
+            kind=item["kind"],
+            priority=item.get("priority", 0),
+            daily_limit=item.get("daily_limit"),
+            active=item.get("active", True),
+            options=_options(item.get("options"), where),
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_gateway_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read a gateway config file; the ``[engine]`` table and ``WAE_*`` variables too.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown table or key, or a value that breaks
+            its rule; the message names the file, the key and the rule.
+    """
+    file = Path(path).name
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, and tomllib's int digit limit
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
+    _table(doc, file, _TABLES)
+    section = _table(doc.get("gateway", {}), f"{file} [gateway]", _GATEWAY_KEYS)
+    for key, value in section.items():
+        _check_gateway_key(key, value, f"{file} [gateway]")
+    accounts = tuple(
+        _account(item, f"{file} [[accounts]][{i}]")
+        for i, item in enumerate(_array(doc, "accounts", file))
+    )
+    if not accounts:
+        raise ConfigError(f"{file}: at least one [[accounts]] table is required")
+    providers = tuple(
+        _provider(item, f"{file} [[providers]][{i}]")
+        for i, item in enumerate(_array(doc, "providers", file))
+    )
+    if not providers:
+        raise ConfigError(f"{file}: at least one [[providers]] table is required")
+    _check_unique(accounts, file)
+    engine = build(EngineConfig, table=doc.get("engine"), table_origin=f"{file} [engine]", env=env)
+    try:
+        return GatewayConfig(**section, engine=engine, accounts=accounts, providers=providers)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("GatewayConfig", file, 1)) from None

@@ -1,0 +1,343 @@
+"""The load runner's options: the command line, soak defaults, and engine config overrides."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors import BASES, EngineConfig
+from actors.config import loading, settings
+from actors.errors import ConfigError
+
+from .traffic import MAX_CUSTOMERS
+
+__all__ = ["EDGES", "SOAK", "RunOptions", "build_parser", "engine_config", "parse_args"]
+
+EDGES = ("embedded", "fake")
+"""``--edges``: what the accounts send through and the pool calls (see ``edges.py``)."""
+
+DEFAULTS: dict[str, Any] = {
+    "accounts": 20,
+    "customers": 200_000,
+    "popularity": "uniform",
+    "duration": 60.0,
+    "rate": 0.0,
+}
+"""The default run: a minute, as fast as the engine accepts (see README "Load runs")."""
+
+SOAK: dict[str, Any] = {
+    "accounts": 20,
+    "customers": 200_000,
+    "popularity": "zipf",
+    "messages": 1_000_000,
+    "rate": 2500.0,
+}
+"""``--soak`` defaults; any option given explicitly wins."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """Everything one load run needs; ``parse_args`` builds it from a command line."""
+
+    base: str = "multiprocTCPBase"
+    accounts: int = 20
+    customers: int = 200_000
+    messages: int | None = None
+    duration: float | None = 60.0
+    rate: float = 0.0
+    popularity: str = "uniform"
+    zipf_s: float = 1.1
+    seed: int = 1
+    edges: str = "embedded"
+    graph_throughput: float = 1000.0
+    providers: int = 1
+    provider_latency: float = 0.0
+    provider_jitter: float = 0.0
+    provider_failure_rate: float = 0.0
+    transport_latency: float = 0.0
+    transport_failure_rate: float = 0.0
+    duplicates: float = 0.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
+    kill_every: float | None = None
+    kill_router: bool = False
+    baseline: bool = False
+    baseline_messages: int | None = None
+    soak: bool = False
+    json_path: str | None = None
+    plot_path: str | None = None
+    batch: int = 200
+    sample_every: float = 0.5
+    collect_timeout: float | None = None
+    admin_port: int | None = None
+    quiet: bool = False
+    progress: bool | None = None  # None: on when stderr is a terminal and not quiet
+    log_level: str = "WARNING"
+    argv: tuple[str, ...] = ()
+
+
+def _number(text: str, rule: str, ok: Callable[[float], bool]) -> float:
+    # argparse would report a ValueError as "invalid _number value"; say the rule instead.
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    return _number(text, "a number between 0 and 1", lambda v: 0.0 <= v <= 1.0)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, "a number >= 0", lambda v: v >= 0.0)
+
+
+def _positive(text: str) -> float:
+    return _number(text, "a number > 0", lambda v: v > 0.0)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``scripts/loadrun.py`` (and ``scripts/run``)."""
+    p = argparse.ArgumentParser(
+        prog="loadrun",
+        description="Drive the engine with simulated WhatsApp traffic and report throughput, "
+        "latency, outcomes, bounded structures and memory per actor role.",
+        epilog="With no options: a one-minute run as fast as the engine accepts, 20 loopback "
+        "accounts, 200,000 customers, instant echo provider, multiprocTCPBase. Exit status: 0 "
+        "when every accepted message got exactly one outcome, 1 when not, 2 for bad options.",
+    )
+    traffic = p.add_argument_group("traffic")
+    traffic.add_argument("--base", choices=BASES, default="multiprocTCPBase")
+    traffic.add_argument("--accounts", type=_count, help="simulated WhatsApp numbers (20)")
+    traffic.add_argument("--customers", type=_count, help="distinct customers (200,000)")
+    amount = traffic.add_mutually_exclusive_group()
+    amount.add_argument("--messages", type=_count, help="messages to offer, then stop")
+    amount.add_argument("--duration", type=_positive, help="seconds to offer messages (60)")
+    traffic.add_argument("--rate", type=_non_negative, help="messages/s offered; 0 = unlimited (0)")
+    traffic.add_argument(
+        "--popularity", choices=("uniform", "zipf"), help="who writes how often (uniform)"
+    )
+    traffic.add_argument("--zipf-s", type=_positive, default=1.1, help="Zipf exponent (1.1)")
+    traffic.add_argument("--seed", type=int, default=1, help="seed of traffic and simulation (1)")
+    traffic.add_argument("--batch", type=_count, default=200, help="messages per submit (200)")
+    world = p.add_argument_group("simulated world")
+    world.add_argument(
+        "--edges",
+        choices=EDGES,
+        default="embedded",
+        help="embedded: loopback transport and echo providers (default); fake: the cloud_api "
+        "transport and openai providers over HTTP against a fake Graph API and a fake "
+        "OpenAI server started in this process (needs aiohttp)",
+    )
+    world.add_argument(
+        "--graph-throughput",
+        type=_positive,
+        default=1000.0,
+        metavar="N",
+        help="--edges fake: cloud_api throughput_per_s of each number (1000)",
+    )
+    world.add_argument("--providers", type=_count, default=1, help="AI providers (1)")
+    world.add_argument(
+        "--provider-latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="AI call time; --edges fake: the fake OpenAI server's answer delay (0)",
+    )
+    world.add_argument(
+        "--provider-jitter",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="extra random AI call time, up to S (needs echo option jitter_s)",
+    )
+    world.add_argument(
+        "--provider-failure-rate", type=_fraction, default=0.0, metavar="F", help="AI errors (0)"
+    )
+    world.add_argument(
+        "--transport-latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="send time; --edges fake: the fake Graph API's answer delay (0)",
+    )
+    world.add_argument(
+        "--transport-failure-rate", type=_fraction, default=0.0, metavar="F", help="send errors"
+    )
+    world.add_argument(
+        "--duplicates",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction of submissions that redeliver an accepted message (same id)",
+    )
+    engine = p.add_argument_group("engine")
+    engine.add_argument(
+        "--set",
+        dest="overrides",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an EngineConfig key (repeatable), e.g. max_concurrent_processing=2000",
+    )
+    engine.add_argument("--config", dest="config_path", help="TOML file with an [engine] table")
+    engine.add_argument("--admin-port", type=int, help="Thespian admin port (default: free port)")
+    faults = p.add_argument_group("faults")
+    faults.add_argument(
+        "--kill-every", type=_positive, metavar="S", help="SIGKILL a random account process"
+    )
+    faults.add_argument("--kill-router", action="store_true", help="at each kill, the router too")
+    modes = p.add_argument_group("modes and output")
+    modes.add_argument("--baseline", action="store_true", help="measure raw Thespian first")
+    modes.add_argument("--baseline-messages", type=_count, help="tells in the raw measurement")
+    modes.add_argument(
+        "--soak",
+        action="store_true",
+        help="long run: 1,000,000 messages at 2,500/s, 200,000 customers, 20 accounts, Zipf; "
+        "reports memory growth of each actor process from middle to end",
+    )
+    modes.add_argument("--json", dest="json_path", metavar="PATH", help="write the report")
+    modes.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG (matplotlib)")
+    modes.add_argument(
+        "--sample-every", type=_positive, default=0.5, metavar="S", help="stats/RSS period (0.5)"
+    )
+    modes.add_argument(
+        "--collect-timeout",
+        type=_positive,
+        metavar="S",
+        help="after the last submission, wait this long for outcomes "
+        "(default processing_timeout_s + 15)",
+    )
+    modes.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    modes.add_argument("--log-level", default="WARNING", help="engine log level on stderr")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
+    """Parse a command line; argparse exits with status 2 on a bad one."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    values = {k: v for k, v in vars(ns).items() if v is not None}
+    defaults = dict(DEFAULTS)
+    if ns.soak:
+        defaults.update(SOAK)
+        defaults.pop("duration", None)
+    if "messages" in values:
+        defaults.pop("duration", None)
+    if "duration" in values:
+        defaults.pop("messages", None)
+    merged = {**defaults, **values}
+    merged.setdefault("messages", None)
+    merged.setdefault("duration", None)
+    merged["overrides"] = dict(ns.overrides)
+    merged["argv"] = tuple(argv) if argv is not None else ()
+    opts = RunOptions(**merged)
+    problems = check(opts)
+    if problems:
+        parser.error("; ".join(problems))
+    return opts
+
+
+def check(opts: RunOptions) -> list[str]:
+    """Problems with a combination of options (empty when fine)."""
+    problems = []
+    if opts.customers > MAX_CUSTOMERS:
+        problems.append(f"--customers must be <= {MAX_CUSTOMERS:,}")
+    if opts.kill_every is not None and not opts.base.startswith("multiproc"):
+        problems.append("--kill-every needs a multiproc base (actors are processes)")
+    if opts.kill_router and opts.kill_every is None:
+        problems.append("--kill-router needs --kill-every")
+    if opts.edges == "fake":
+        embedded_only = [
+            flag
+            for flag, value in (
+                ("--provider-jitter", opts.provider_jitter),
+                ("--provider-failure-rate", opts.provider_failure_rate),
+                ("--transport-failure-rate", opts.transport_failure_rate),
+            )
+            if value
+        ]
+        if embedded_only:
+            problems.append(f"{', '.join(embedded_only)}: for --edges embedded only")
+        if importlib.util.find_spec("aiohttp") is None:
+            problems.append("--edges fake needs aiohttp: pip install 'wa-actor-engine[http]'")
+    elif opts.provider_jitter > 0 and "jitter_s" not in _echo_options():
+        problems.append(
+            "--provider-jitter: the echo provider of this engine has no 'jitter_s' option "
+            "(actors/pool/providers.py EchoProvider.OPTIONS)"
+        )
+    return problems
+
+
+def _echo_options() -> tuple[str, ...]:
+    from actors.pool.providers import EchoProvider
+
+    return tuple(EchoProvider.OPTIONS)
+
+
+def _parse_setting(key: str, raw: str) -> Any:
+    spec = {s.name: s for s in settings()}.get(key)
+    if spec is None:
+        return raw  # load_config names the unknown key and the closest known one
+    try:
+        if spec.type is int:
+            return int(raw, 10)
+        if spec.type is float:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"--set {key}={raw!r}: must be {spec.rule}") from None
+    if spec.type is bool:
+        return raw.lower() in ("1", "true", "yes", "on")
+    return raw
+
+
+def engine_config(opts: RunOptions) -> EngineConfig:
+    """The engine's config: defaults, ``--config`` file, ``WAE_*`` variables, ``--set``.
+
+    Abandoned messages are journaled to a file in the temp directory unless the
+    dead-letter path was set explicitly: a load run must not litter the working directory.
+
+    Raises:
+        ConfigError: an unknown key or a bad value (the message names it).
+    """
+    overrides = {k: _parse_setting(k, v) for k, v in opts.overrides.items()}
+    cfg = loading.load(  # errors about overrides say "--set", where the user typed them
+        EngineConfig,
+        opts.config_path,
+        env=os.environ,
+        overrides=overrides,
+        overrides_origin="--set",
+    )
+    default_path = next(s.default for s in settings() if s.name == "dead_letter_path")
+    if cfg.dead_letter_path == default_path:
+        path = os.path.join(tempfile.gettempdir(), f"wae-loadrun-{os.getpid()}-dead-letters.bin")
+        cfg = dataclasses.replace(cfg, dead_letter_path=path)
+    return cfg
