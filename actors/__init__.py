@@ -29,7 +29,7 @@ __all__ = [
     "load_config",
 ]
 
-_LAZY = {"Engine": "actors.engine", "Subscription": "actors.engine"}
+_LAZY = {"Engine": "actors.engine.facade", "Subscription": "actors.engine.listeners"}
 
 
 def __getattr__(name: str) -> Any:
