@@ -1,13 +1,14 @@
-"""The gateway's pure parts: signatures, payload parsing, the answer policy, config, metrics.
+"""The gateway's pure parts: signatures, payload parsing, the answer policy, config.
 
-The payload builders here are shared with ``test_gateway_app.py``.
+Metrics are tested in ``test_gateway_metrics.py``. The payload builders here are shared
+with ``test_gateway_app.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,16 @@ from actors.errors import ConfigError
 from apps.gateway import (
     AccountEntry,
     GatewayConfig,
-    GatewayCounters,
     PayloadError,
     decode_payload,
     load_gateway_config,
     parse_payload,
-    render,
     resolve_secrets,
     signature_problem,
     summarize,
     verify_signature,
 )
+from apps.gateway.signature import sign as sign_with
 from apps.gateway.webhook import KINDS
 from protocols import Accepted, Rejected
 
@@ -84,7 +84,8 @@ def status(mid: str, value: str = "delivered") -> dict[str, Any]:
 
 
 def sign(body: bytes, secret: bytes = SECRET) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    """The ``X-Hub-Signature-256`` value for ``body``: the tests sign as the replay tool does."""
+    return sign_with(secret, body)
 
 
 # --- signatures --------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_a_correct_signature_verifies() -> None:
         (None, "missing"),
         ("", "missing"),
         ("sha1=" + "0" * 40, "malformed"),
-        (hmac.new(SECRET, b"{}", hashlib.sha256).hexdigest(), "malformed"),  # no prefix
+        (sign(b"{}").removeprefix("sha256="), "malformed"),  # no prefix
         ("sha256=" + "0" * 64, "mismatch"),
         ("sha256=zz", "mismatch"),
         ("sha256=é", "mismatch"),  # non-ASCII: refused, not crashed
@@ -117,6 +118,38 @@ def test_a_signature_over_other_bytes_or_with_another_secret_fails() -> None:
     body = b'{"a": 1}'
     assert signature_problem(SECRET, body + b" ", sign(body)) == "mismatch"
     assert signature_problem(SECRET, body, sign(body, b"other-secret")) == "mismatch"
+
+
+def test_a_signature_is_the_hmac_sha256_of_the_body_in_lowercase_hex() -> None:
+    # RFC 4231, test case 2: an answer known apart from the code under test.
+    digest = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert sign_with(b"Jefe", b"what do ya want for nothing?") == "sha256=" + digest
+    assert sign_with("Jefe", b"what do ya want for nothing?") == "sha256=" + digest
+    assert verify_signature("Jefe", b"what do ya want for nothing?", "sha256=" + digest.upper())
+
+
+def test_importing_the_pure_gateway_parts_loads_no_http_extra() -> None:
+    code = (
+        "import sys, apps.gateway.signature, apps.replay.gateway; from apps.gateway import "
+        "parse_payload, sign; print(sorted({'aiohttp', 'prometheus_client'} & set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_server_names_of_the_gateway_package_load_on_first_use() -> None:
+    import apps.gateway
+    from apps.gateway import app, metrics
+
+    assert apps.gateway.Gateway is app.Gateway
+    assert apps.gateway.start_engine is app.start_engine
+    assert apps.gateway.GatewayMetrics is metrics.GatewayMetrics
+    with pytest.raises(AttributeError, match="no attribute 'Gatway'"):
+        _ = apps.gateway.Gatway
 
 
 def test_the_digests_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -444,85 +477,3 @@ def test_a_missing_secret_variable_is_named() -> None:
         ConfigError, match=r"'T_SECRET' \(named by \[gateway\] app_secret_env\) is not set"
     ):
         resolve_secrets(cfg, {"T_VERIFY": "tok-123456"})
-
-
-# --- metrics -----------------------------------------------------------------------------------
-
-SAMPLE_LINE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-z_]+="[^"\\]*(\\.[^"\\]*)*",?)*\})? (\S+)$'
-)
-
-STATS: dict[str, Any] = {
-    "in_flight": 3,
-    "oldest_in_flight_s": 1.5,
-    "router_generation": 1,
-    "counters": {
-        "outcome.replied": 7,
-        "outcome.failed.api_error:131047": 2,
-        "reject.capacity": 4,
-        "router.reject.duplicate": 1,
-        "router.gate.processing": 2,
-        "ai_pool.calls": 9,
-        "supervisor.crashes.account": 1,
-        "restarts": 1,
-    },
-    "actors": [
-        {"role": "router", "name": "router", "depth": 3, "capacity": 21000, "restarts": 0,
-         "generation": 1, "state": "up", "counters": {"accepted": 10}},
-        {"role": "account", "name": 'ac"ct\\1', "depth": 1, "capacity": 1000, "restarts": 2,
-         "generation": 3, "state": "up", "counters": {"sent": 5, "pending": 1}},
-    ],
-}  # fmt: skip
-
-
-def parse_exposition(text: str) -> dict[str, float]:
-    """Every sample line as ``name{labels}`` -> value; checks the format as it goes."""
-    samples: dict[str, float] = {}
-    typed: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            name = line.split()[2]
-            assert name not in typed, f"TYPE {name} twice"
-            typed.append(name)
-            continue
-        if line.startswith("#"):
-            continue
-        match = SAMPLE_LINE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        assert match.group(1) == typed[-1], f"{match.group(1)} outside its family"
-        key = line.rsplit(" ", 1)[0]
-        assert key not in samples, f"sample {key} twice"
-        samples[key] = float(match.group(5))
-    return samples
-
-
-def test_stats_become_prometheus_families_with_labels() -> None:
-    counters = GatewayCounters()
-    counters.inc("webhooks", code="200")
-    counters.inc("messages", 3, kind="text")
-    samples = parse_exposition(render(STATS, counters))
-    assert samples["wae_engine_up"] == 1
-    assert samples["wae_in_flight"] == 3
-    assert samples['wae_outcomes_total{reason="",status="replied"}'] == 7
-    assert samples['wae_outcomes_total{reason="api_error:131047",status="failed"}'] == 2
-    assert samples['wae_rejections_total{reason="capacity"}'] == 4
-    assert samples['wae_actor_rejections_total{reason="duplicate",role="router"}'] == 1
-    assert samples["wae_router_gate_processing"] == 2  # a level: a gauge, no _total
-    assert samples["wae_ai_pool_calls_total"] == 9
-    assert samples["wae_supervisor_crashes_account_total"] == 1
-    assert samples['wae_actor_depth{name="router",role="router"}'] == 3
-    assert samples['wae_actor_restarts{name="ac\\"ct\\\\1",role="account"}'] == 2
-    assert samples['wae_account_sent_total{account="ac\\"ct\\\\1"}'] == 5
-    assert samples['wae_account_pending{account="ac\\"ct\\\\1"}'] == 1
-    assert samples['wae_gateway_webhooks_total{code="200"}'] == 1
-    assert samples['wae_gateway_messages_total{kind="text"}'] == 3
-
-
-def test_without_stats_only_the_gateway_and_engine_up_are_exposed() -> None:
-    samples = parse_exposition(render(None, GatewayCounters()))
-    assert samples == {"wae_engine_up": 0}
-
-
-def test_an_unknown_gateway_counter_is_a_bug() -> None:
-    with pytest.raises(KeyError, match="webhook_typo"):
-        GatewayCounters().inc("webhook_typo")

@@ -25,6 +25,7 @@ import pytest
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest
 
+import actors.account.actor  # noqa: F401 (declares LoopbackSent, LoopbackSentReply, SentRecord)
 from actors.config import EngineConfig, settings
 from actors.engine import Engine
 from actors.engine.journal import DeadLetterJournal
@@ -428,15 +429,17 @@ def test_a_crafted_pickle_runs_nothing_and_the_engine_keeps_serving(
     out = collect(engine, ["wamid.1"])["wamid.1"]
     assert (out.status, out.reply) == ("replied", "echo: still here")
     stats = engine.stats()
-    assert stats["counters"]["restarts"] == 0
+    assert stats.counters["restarts"] == 0
     if target == "router":  # the admin is Thespian's, not ours: its refusals are logged only
-        assert stats["counters"]["refused_frames"] == 2
+        assert stats.counters["refused_frames"] == 2
 
 
 def _admin_pid(engine: Engine) -> int:
-    return int(engine.stats()["admin_pid"])
+    pid = engine.stats().admin_pid
+    assert pid is not None, "no admin pid on multiprocTCPBase"
+    return pid
 
 
 def _router_pid(engine: Engine) -> int:
-    (pid,) = [a["pid"] for a in engine.stats()["actors"] if a["role"] == "router"]
+    (pid,) = [a.pid for a in engine.stats().actors if a.role == "router"]
     return int(pid)

@@ -1,25 +1,16 @@
-"""The ``cloud_api`` transport's options, and its lazy entry in ``TRANSPORTS``.
-
-Both stay free of aiohttp: ``transports.py`` imports this module, and an engine that never
-configures a ``cloud_api`` account must not load the optional HTTP stack.
-"""
+"""The ``cloud_api`` transport's options: validated with no I/O and no aiohttp."""
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from protocols import Scalar
 
-if TYPE_CHECKING:  # transports.py imports this module: no runtime cycle
-    from actors.account.transports import Transport
-
-__all__ = ["OPTION_KEYS", "CloudOptions", "cloud_api_factory", "parse_options"]
+__all__ = ["OPTION_KEYS", "CloudOptions", "parse_options"]
 
 OPTION_KEYS = (
     "api_base",
@@ -111,24 +102,6 @@ def parse_options(
             "option token_env) is not set or empty; it must hold the access token"
         )
     return parsed, token
-
-
-def cloud_api_factory(
-    account_id: str, options: Mapping[str, Scalar], rng: random.Random
-) -> Transport:
-    """The ``cloud_api`` entry of ``TRANSPORTS``: imports aiohttp only when the kind is used.
-
-    Raises:
-        ValueError: bad options (see :func:`parse_options`), or aiohttp is not installed.
-    """
-    try:
-        from actors.account.cloud_api import CloudApiTransport  # lazy on purpose (see above)
-    except ImportError as exc:
-        raise ValueError(
-            f"account {account_id!r}: transport 'cloud_api' needs aiohttp "
-            f"(pip install 'wa-actor-engine[http]'): {exc}"
-        ) from exc
-    return CloudApiTransport(account_id, options, rng)
 
 
 def _positive(where: str, options: Mapping[str, Scalar], key: str, default: float) -> float:

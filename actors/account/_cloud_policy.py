@@ -7,15 +7,16 @@ HTTP calls and hands each answer (or failure) to :func:`classify`.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 from dataclasses import dataclass
 
 from actors.cores._args import require_number
+from actors.cores.retry_after import parse_retry_after
 
 __all__ = [
     "AUTH_CODES",
+    "MAX_RETRY_AFTER_S",
     "OUTSIDE_WINDOW_CODES",
     "RATE_CODES",
     "Backoff",
@@ -26,7 +27,6 @@ __all__ = [
     "classify",
     "clean_text",
     "parse_graph_error",
-    "parse_retry_after",
 ]
 
 RATE_CODES = frozenset({131056, 130429})
@@ -35,6 +35,9 @@ OUTSIDE_WINDOW_CODES = frozenset({131047})
 """Re-engagement required: the 24 h customer service window is closed; retrying cannot help."""
 AUTH_CODES = frozenset({190})
 """The access token expired or is invalid: every later send would fail the same way."""
+MAX_RETRY_AFTER_S = 3600.0
+"""Longest ``Retry-After`` honoured. A wait past the message's deadline fails it anyway;
+the cap keeps a broken header from turning into an absurd wait in a report."""
 
 _DETAIL_LIMIT = 400  # characters of server text kept in a detail: enough to diagnose
 
@@ -177,30 +180,6 @@ class TokenBucket:
         return self._tokens
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for, or None if absent or invalid.
-
-    Accepts delta-seconds (``"7"``, ``"1.5"``) and an HTTP-date, judged against ``now``
-    (epoch seconds). A date in the past means "now" (0 s).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means it said so
-            return None
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def parse_graph_error(body: bytes) -> GraphError | None:
     """Return the Graph ``error`` object in ``body``, or None when there is none."""
     try:
@@ -271,7 +250,8 @@ def classify(
 
     def retry(reason: str, detail: str) -> Verdict:
         wait = backoff.delay(attempt)
-        asked = parse_retry_after(outcome.retry_after, now)
+        # No default: without a usable header the backoff alone decides.
+        asked = parse_retry_after(outcome.retry_after, now=now, cap_s=MAX_RETRY_AFTER_S)
         if asked is not None and asked > wait:
             wait = asked
         detail = f"{detail}; retry in {wait:g}s (attempt {attempt})"

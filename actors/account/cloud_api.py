@@ -27,8 +27,9 @@ other status without a Graph error object         ``api_error:http_S``  -
 ================================================  ====================  ==============
 
 .. [1] ``backoff_min_s * 2**(n-1)`` for the message's n-th retryable failure, capped at
-   ``backoff_max_s``; a longer ``Retry-After`` header wins. The account core re-queues the
-   reply when that still fits its deadline.
+   ``backoff_max_s``; a longer ``Retry-After`` header wins (read by
+   :func:`~actors.cores.retry_after.parse_retry_after`, capped at an hour). The account
+   core re-queues the reply when that still fits its deadline.
 .. [2] The transport then fails: this and every later send end ``account_auth`` at once,
    with no HTTP call, and one error line is logged (account and code, never the token).
 """

@@ -7,8 +7,8 @@ so one account keeps many sends in flight while its actor goes on handling messa
 
 ``loopback`` is the embedded default: a simulated WhatsApp number that "sends" after a fixed
 latency, fails at a configured rate, and keeps a bounded record of what it sent, so the
-engine runs and is tested with no network. Other kinds (``cloud_api``) register themselves
-in :data:`TRANSPORTS`.
+engine runs and is tested with no network. Every kind (``loopback``, ``cloud_api``) is
+registered in :data:`actors.account.kinds.TRANSPORTS`.
 """
 
 from __future__ import annotations
@@ -20,20 +20,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from actors.account._cloud_options import cloud_api_factory
 from actors.cores._args import require_int, require_number
 from actors.runtime.wiring import crosses_processes
 from protocols import OutboundReply, Reason, Scalar
 
 __all__ = [
-    "TRANSPORTS",
     "LoopbackTransport",
     "SendResult",
     "SentRecord",
     "Transport",
     "TransportCrash",
     "TransportFactory",
-    "make_transport",
 ]
 
 
@@ -309,25 +306,3 @@ class LoopbackTransport:
     def _stale(self, entry: tuple[float, int, str]) -> bool:
         send = self._in_flight.get(entry[2])
         return send is None or send.seq != entry[1]
-
-
-TRANSPORTS: dict[str, TransportFactory] = {
-    "loopback": LoopbackTransport,
-    "cloud_api": cloud_api_factory,
-}
-"""Transport kinds by name; a new kind adds its factory here."""
-
-
-def make_transport(
-    kind: str, account_id: str, options: Mapping[str, Scalar], rng: random.Random
-) -> Transport:
-    """Build the transport ``kind`` for ``account_id`` from its ``options``.
-
-    Raises:
-        ValueError: ``unknown transport 'x' (known: loopback)``, or the factory's own error
-            for a bad option.
-    """
-    factory = TRANSPORTS.get(kind)
-    if factory is None:
-        raise ValueError(f"unknown transport {kind!r} (known: {', '.join(sorted(TRANSPORTS))})")
-    return factory(account_id, options, rng)

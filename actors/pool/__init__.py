@@ -2,13 +2,13 @@
 
 The pool actor (``actors.pool.actor``) drives :class:`PoolCore`; :class:`ProviderRoster`
 keeps its loaded providers; providers are sans-IO objects behind the :class:`Provider`
-protocol, built by kind from :data:`PROVIDER_KINDS`.
+protocol, built by kind from :data:`PROVIDER_KINDS` (:mod:`actors.pool.kinds`).
 """
 
 from actors.pool.core import PoolCore, PoolResult
+from actors.pool.kinds import PROVIDER_KINDS, make_provider
 from actors.pool.providers import (
     DEFAULT_MAX_IN_FLIGHT,
-    PROVIDER_KINDS,
     EchoProvider,
     InFlightLimitError,
     Provider,
@@ -16,7 +16,6 @@ from actors.pool.providers import (
     ProviderFactory,
     ProviderResult,
     UnknownKindError,
-    make_provider,
 )
 from actors.pool.roster import LoadReport, ProviderRoster, Refused
 

@@ -6,9 +6,7 @@ aiohttp session; tests drive them directly, with no socket.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
@@ -19,6 +17,7 @@ import aiohttp
 
 from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
+from actors.cores.retry_after import parse_retry_after
 from actors.pool.providers import ProviderResult
 from protocols import MAX_TEXT_LEN, Scalar
 
@@ -35,14 +34,13 @@ __all__ = [
     "map_exception",
     "map_response",
     "parse_options",
-    "parse_retry_after",
 ]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and clearly."
 DEFAULT_RETRY_AFTER_S = 1.0
-"""Cooldown asked for by a 429 that carries no usable ``Retry-After``."""
+"""Cooldown of a 429 that carries no usable ``Retry-After``: a 429 always benches a little."""
 MAX_RETRY_AFTER_S = 3600.0
-"""Longest ``Retry-After`` honored: a broken header must not bench a provider for days."""
+"""Longest ``Retry-After`` honoured: a broken header must not bench a provider for days."""
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KNOWN = (
@@ -216,30 +214,6 @@ def build_payload(opts: OpenAIOptions, history: Sequence[Turn], text: str) -> by
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay seconds or an HTTP date.
-
-    Returns None for a missing or unreadable header; a date in the past is 0; anything
-    longer than :data:`MAX_RETRY_AFTER_S` is cut to it. ``now`` is epoch seconds.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means no zone
-            return None
-        seconds = max(0.0, when.timestamp() - now)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_S)
-
-
 @dataclass(frozen=True, slots=True)
 class RawResponse:
     """What the HTTP call saw: status, body, ``Retry-After``, and a size overrun.
@@ -301,8 +275,9 @@ def map_response(message_id: str, raw: RawResponse, now: float) -> Mapped:
     """
     status = raw.status
     if status == 429:
-        wait = parse_retry_after(raw.retry_after, now)
-        wait = DEFAULT_RETRY_AFTER_S if wait is None else wait
+        wait = parse_retry_after(
+            raw.retry_after, now=now, cap_s=MAX_RETRY_AFTER_S, default=DEFAULT_RETRY_AFTER_S
+        )
         return _fail(message_id, "rate_limited", f"HTTP 429: retry after {wait:g} s", wait)
     if 400 <= status < 500:
         return _fail(message_id, f"api_error:{status}", f"HTTP {status}{_api_error(raw.body)}")

@@ -1,15 +1,33 @@
-"""The pool core's parked requests: those waiting for a provider to free up, by retry time."""
+"""The pool core's pending requests, and the parked ones: waiting for a provider, by retry time.
+
+:class:`Pending` lives here, not in ``core.py``, because both modules use it: the core
+imports this module, so this module must not import the core.
+"""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from actors.pool.core import _Pending
+from actors.pool.providers import Provider
+from protocols import AIRequest
 
-__all__ = ["ParkingLot"]
+__all__ = ["ParkingLot", "Pending"]
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """One request the pool core holds, from ``submit`` until it is answered or cancelled."""
+
+    request: AIRequest
+    token: int  # tells this request's heap entries from a former one with the same id
+    tried: set[str] = field(default_factory=set)
+    last: str | None = None  # the last provider whose call failed
+    last_error: str = ""
+    provider: Provider | None = None  # the call in flight, if any
+    provider_name: str = ""
+    park_token: int = 0  # nonzero while parked: the live entry of the parked heap
 
 
 class ParkingLot:
@@ -25,7 +43,7 @@ class ParkingLot:
 
     __slots__ = ("_heap", "_n_parked", "_pending")
 
-    def __init__(self, pending: Mapping[str, _Pending]) -> None:
+    def __init__(self, pending: Mapping[str, Pending]) -> None:
         self._pending = pending
         self._heap: list[tuple[float, int, str]] = []
         self._n_parked = 0
@@ -34,15 +52,15 @@ class ParkingLot:
         """Requests parked now."""
         return self._n_parked
 
-    def park(self, p: _Pending, retry_at: float, token: int) -> None:
+    def park(self, p: Pending, retry_at: float, token: int) -> None:
         """Park ``p`` until ``retry_at``; ``token`` (nonzero) tells this parking apart."""
         p.park_token = token
         heapq.heappush(self._heap, (retry_at, token, p.request.message_id))
         self._n_parked += 1
 
-    def take(self, limit: float) -> list[_Pending]:
+    def take(self, limit: float) -> list[Pending]:
         """Unpark and return the requests whose retry time is at or before ``limit``."""
-        due: list[_Pending] = []
+        due: list[Pending] = []
         heap = self._heap
         while heap and heap[0][0] <= limit:
             entry = heapq.heappop(heap)
@@ -53,7 +71,7 @@ class ParkingLot:
                 due.append(p)
         return due
 
-    def release(self, p: _Pending) -> None:
+    def release(self, p: Pending) -> None:
         """Forget ``p`` (finished, parked or not); rebuild the heap when stale entries dominate."""
         if p.park_token:
             p.park_token = 0

@@ -19,12 +19,12 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from actors.cores._args import require_int
 from actors.cores.selector import Chosen, ProviderSelector, ProviderState
-from actors.pool._parking import ParkingLot
-from actors.pool.providers import Provider, ProviderFactory, ProviderResult, make_provider
+from actors.pool._parking import ParkingLot, Pending
+from actors.pool.kinds import make_provider
+from actors.pool.providers import Provider, ProviderFactory, ProviderResult
 from actors.pool.roster import LoadReport, ProviderRoster, Refused
 from protocols import (
     MAX_TEXT_LEN,
@@ -57,18 +57,6 @@ _COUNTERS = (
     "cancelled",  # pending requests the caller cancelled
     "parks",  # times a request started waiting for a provider to free up
 )
-
-
-@dataclass(slots=True, eq=False)
-class _Pending:
-    request: AIRequest
-    token: int  # tells this request's heap entries from a former one with the same id
-    tried: set[str] = field(default_factory=set)
-    last: str | None = None  # the last provider whose call failed
-    last_error: str = ""
-    provider: Provider | None = None  # the call in flight, if any
-    provider_name: str = ""
-    park_token: int = 0  # nonzero while parked: the live entry of the parked heap
 
 
 def _clip(text: str) -> str:
@@ -108,7 +96,7 @@ class PoolCore:
         self._rng = rng
         self._factory = provider_factory
         self._roster = ProviderRoster(self._selector, self._build)
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._deadlines: list[tuple[float, int, str]] = []  # lazy deletes, compacted
         self._parked = ParkingLot(self._pending)  # shares _pending: clear it, never rebind it
         self._recheck_at: float | None = None  # a provider was added: retry parked ones
@@ -212,7 +200,7 @@ class PoolCore:
                 out.append(self._failure(mid, Reason.CAPACITY, None, detail))
             else:
                 self._token += 1
-                p = _Pending(request, self._token)
+                p = Pending(request, self._token)
                 self._pending[mid] = p
                 heapq.heappush(self._deadlines, (request.deadline, p.token, mid))
                 self._dispatch(p, now, out)
@@ -290,7 +278,7 @@ class PoolCore:
         if self._parked:
             self._recheck_at = now if self._recheck_at is None else min(self._recheck_at, now)
 
-    def _dispatch(self, p: _Pending, now: float, out: list[PoolResult]) -> None:
+    def _dispatch(self, p: Pending, now: float, out: list[PoolResult]) -> None:
         """Start ``p`` on the best provider it has not tried, park it, or fail it."""
         exclude = p.tried
         busy: list[Provider] = []
@@ -373,7 +361,7 @@ class PoolCore:
             self._finish(p)
             out.append(self._failure(entry[2], Reason.TIMEOUT, name, "deadline passed"))
 
-    def _finish(self, p: _Pending) -> None:
+    def _finish(self, p: Pending) -> None:
         del self._pending[p.request.message_id]
         self._parked.release(p)
         # Finished requests leave heap entries behind; rebuild when they dominate.

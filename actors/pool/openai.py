@@ -41,7 +41,6 @@ from actors.pool._openai_core import (
     map_exception,
     map_response,
     parse_options,
-    parse_retry_after,
 )
 from actors.pool.providers import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -65,7 +64,6 @@ __all__ = [
     "map_exception",
     "map_response",
     "parse_options",
-    "parse_retry_after",
 ]
 
 DEFAULT_POLL_INTERVAL_S = 0.005

@@ -4,7 +4,7 @@ The pool core drives every provider through the :class:`Provider` protocol and n
 waits on one: ``start`` only records the call and ``poll(now)`` hands back what finished.
 That is what lets one actor keep thousands of calls in flight without a thread or a
 process per call. The embedded ``echo`` kind simulates latency with a heap of due times;
-network kinds (issue 5) register a factory in :data:`PROVIDER_KINDS`.
+every kind registers a factory in :data:`actors.pool.kinds.PROVIDER_KINDS`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from protocols import MAX_TEXT_LEN, AIRequest, ProviderSpec
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
-    "PROVIDER_KINDS",
     "EchoProvider",
     "InFlightLimitError",
     "Provider",
@@ -29,7 +28,7 @@ __all__ = [
     "ProviderFactory",
     "ProviderResult",
     "UnknownKindError",
-    "make_provider",
+    "check_can_start",
 ]
 
 DEFAULT_MAX_IN_FLIGHT = 10_000
@@ -49,7 +48,7 @@ class ProviderClosedError(EngineError):
 
 
 class UnknownKindError(ValueError):
-    """Raised by :func:`make_provider` for a ``ProviderSpec.kind`` with no registered factory."""
+    """Raised by :func:`~actors.pool.kinds.make_provider` for a kind with no registered factory."""
 
 
 def check_can_start(
@@ -303,40 +302,3 @@ class EchoProvider:
         due = self._due
         while due and not self._live(due[0]):
             heapq.heappop(due)
-
-
-def _openai(
-    spec: ProviderSpec, rng: random.Random, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-) -> Provider:
-    """Kind ``openai`` (:mod:`actors.pool.openai`), imported on first use.
-
-    aiohttp is an optional extra (``http``): engines that only use ``echo`` never load it.
-    """
-    try:
-        from actors.pool.openai import OpenAIProvider
-    except ImportError as exc:
-        raise ValueError(
-            f"provider {spec.name!r}: kind 'openai' needs aiohttp "
-            f"(pip install 'wa-actor-engine[http]'): {exc}"
-        ) from exc
-    return OpenAIProvider(spec, rng, max_in_flight=max_in_flight)
-
-
-PROVIDER_KINDS: dict[str, ProviderFactory] = {"echo": EchoProvider, "openai": _openai}
-"""Factories by ``ProviderSpec.kind``; a new kind registers here."""
-
-
-def make_provider(
-    spec: ProviderSpec, rng: random.Random, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-) -> Provider:
-    """Build the provider for ``spec`` with the factory registered for its kind.
-
-    Raises:
-        UnknownKindError: no factory for ``spec.kind`` (a ``ValueError``).
-        ValueError: the kind's factory refused the spec's options.
-    """
-    factory = PROVIDER_KINDS.get(spec.kind)
-    if factory is None:
-        known = ", ".join(sorted(PROVIDER_KINDS))
-        raise UnknownKindError(f"unknown provider kind {spec.kind!r} (known: {known})")
-    return factory(spec, rng, max_in_flight=max_in_flight)

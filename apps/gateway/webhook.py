@@ -1,16 +1,14 @@
-"""The webhook's pure side: signature check, payload decoding and parsing, answer policy.
+"""The webhook's pure side: payload decoding and parsing, answer policy.
 
 Nothing here touches a socket or the engine, so every shape of a Cloud API webhook is
-tested as data. The HTTP handlers in :mod:`apps.gateway.app` call these in order:
-:func:`verify_signature` (401), :func:`decode_payload` (400), :func:`parse_payload`
-(counts by kind, messages to submit), then :func:`summarize` on the engine's answers
-(200, or 503 so that WhatsApp redelivers later).
+tested as data. The HTTP handlers in :mod:`apps.gateway.app` call, in order,
+:func:`~apps.gateway.signature.signature_problem` (401), :func:`decode_payload` (400),
+:func:`parse_payload` (counts by kind, messages to submit), then :func:`summarize` on the
+engine's answers (200, or 503 so that WhatsApp redelivers later).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,12 +25,8 @@ __all__ = [
     "WebhookBatch",
     "decode_payload",
     "parse_payload",
-    "signature_problem",
     "summarize",
-    "verify_signature",
 ]
-
-SIGNATURE_PREFIX = "sha256="
 
 KINDS = ("text", "status", "non_text", "invalid", "unknown_account", "ignored")
 """What the parser counts: ``text`` messages submitted, ``status`` updates and
@@ -69,27 +63,6 @@ _MAX_PROBLEMS = 20  # problems kept for the log line; the counts hold the rest
 
 class PayloadError(ValueError):
     """Raised by :func:`decode_payload` when the body is not a UTF-8 JSON object (-> 400)."""
-
-
-def signature_problem(secret: bytes, body: bytes, header: str | None) -> str | None:
-    """Why ``header`` does not sign ``body``: ``missing``, ``malformed``, ``mismatch``, or None.
-
-    ``header`` is the ``X-Hub-Signature-256`` value, ``sha256=<hex>`` of HMAC-SHA256 over
-    the raw body with the app secret. The digests are compared with
-    :func:`hmac.compare_digest`, whose time does not depend on where they differ.
-    """
-    if header is None or not header:
-        return "missing"
-    if not header.startswith(SIGNATURE_PREFIX):
-        return "malformed"
-    given = header[len(SIGNATURE_PREFIX) :].strip().lower().encode("utf-8", "replace")
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
-    return None if hmac.compare_digest(expected, given) else "mismatch"
-
-
-def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
-    """True when ``header`` is a valid ``sha256=<hex>`` signature of ``body``."""
-    return signature_problem(secret, body, header) is None
 
 
 def decode_payload(body: bytes) -> dict[str, Any]:

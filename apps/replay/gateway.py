@@ -9,9 +9,6 @@ script's options.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import hashlib
-import hmac
 import http.client
 import json
 import time
@@ -20,12 +17,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from actors.cores.retry_after import parse_retry_after
+from apps.gateway.signature import HEADER, sign
 from apps.replay.report import ReplayTargetError
 from protocols import REJECT_REASONS, Accepted, InboundMessage, Rejected
 
 __all__ = ["GatewayTarget", "webhook_payload"]
 
 _REFUSALS = ("shutting_down", "capacity", "customer_backlog")  # the reasons of a 503
+DEFAULT_RETRY_AFTER_S = 1.0
+"""The pause after a 503 without a usable ``Retry-After`` (a proxy's, or a garbled one)."""
+MAX_RETRY_AFTER_S = 3600.0
+"""Longest ``Retry-After`` honoured; ``--timeout-s`` bounds the total wait to retry anyway."""
 
 
 def webhook_payload(
@@ -162,8 +165,7 @@ class GatewayTarget:
     ) -> tuple[int, dict[str, Any] | None, float]:
         doc = webhook_payload(phone_id, msgs, timestamp=int(self._clock()))
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        digest = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + digest}
+        headers = {"Content-Type": "application/json", HEADER: sign(self._secret, body)}
         for attempt in (1, 2):
             try:
                 conn = self._connection()
@@ -182,7 +184,13 @@ class GatewayTarget:
         with contextlib.suppress(ValueError):
             doc = json.loads(data)
             answer = doc if isinstance(doc, dict) else None
-        return resp.status, answer, _retry_after(resp.getheader("Retry-After"), self._clock())
+        retry_after = parse_retry_after(
+            resp.getheader("Retry-After"),
+            now=self._clock(),
+            cap_s=MAX_RETRY_AFTER_S,
+            default=DEFAULT_RETRY_AFTER_S,
+        )
+        return resp.status, answer, retry_after
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -219,14 +227,3 @@ def _unsettled(answer: Mapping[str, Any]) -> Counter[str]:
 
 def _rejected(msg: InboundMessage, reason: str, detail: str) -> Rejected:
     return Rejected(message_id=msg.message_id, reason=reason, detail=detail)
-
-
-def _retry_after(value: str | None, now: float) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 1 if unreadable."""
-    if value is None:
-        return 1.0
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    with contextlib.suppress(TypeError, ValueError):
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    return 1.0
