@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.config import EngineConfig
+from actors.cores.lifecycle import LifecycleError
 from actors.cores.restart import Restart, RestartPolicy
 from actors.supervisor.core import ShutdownPlan, SupervisorCore
 from protocols import AccountSpec, ProviderSpec, ShutdownReport, StageReport
@@ -134,9 +135,11 @@ def test_a_child_that_ran_stable_starts_a_new_backoff_streak() -> None:
     child = core.add_child("ai_pool", "ai_pool")
     core.child_up(child, pid=None, now=T0)
     assert core.child_crashed(child, T0 + 1).delay_s == pytest.approx(0.1)
+    core.respawn(child)
     core.child_up(child, pid=None, now=T0 + 2)
     assert core.child_crashed(child, T0 + 3).delay_s == pytest.approx(0.2)
 
+    core.respawn(child)
     core.child_up(child, pid=None, now=T0 + 4)
     decision = core.child_crashed(child, T0 + 4 + 30.0)  # up for restart_reset_after_s
 
@@ -166,6 +169,7 @@ def test_jittered_delays_are_the_policys_for_the_same_seed() -> None:
         core.child_up(child, pid=None, now=now)
         reference.started(now)
         got.append(core.child_crashed(child, now + 0.5).delay_s)
+        core.respawn(child)
         decision = reference.failed(now + 0.5)
         assert isinstance(decision, Restart)
         expected.append(decision.delay_s)
@@ -182,6 +186,7 @@ def test_jittered_delays_are_the_policys_for_the_same_seed() -> None:
     for n in range(3):
         again.child_up(twin, pid=None, now=T0 + n)
         replay.append(again.child_crashed(twin, T0 + n + 0.5).delay_s)
+        again.respawn(twin)
     assert replay == got
 
 
@@ -204,7 +209,7 @@ def test_past_the_restart_intensity_the_child_is_given_up() -> None:
     assert core.counters()["gave_up"] == 1
     assert core.counters()["restarts"] == 3
     assert core.counters()["crashes"] == 4
-    with pytest.raises(RuntimeError, match="can't handle started"):
+    with pytest.raises(LifecycleError, match="child: can't handle 'configured' when state=failed"):
         core.child_up(child, pid=None, now=T0 + 4)
 
 
@@ -214,6 +219,7 @@ def test_crashes_spread_wider_than_the_period_never_give_up() -> None:
     for n in range(5):
         core.child_up(child, pid=None, now=T0 + 20 * n)
         assert not core.child_crashed(child, T0 + 20 * n + 1).give_up
+        core.respawn(child)
 
 
 def test_a_respawned_child_has_the_next_generation_and_no_pid_until_it_is_up() -> None:

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from actors.account.core import AccountCore
-from actors.account.transports import SentRecord, make_transport
+from actors.account.kinds import make_transport
+from actors.account.transports import SentRecord
 from actors.runtime.servant import RouterServant
 from actors.runtime.wiring import (
     Address,

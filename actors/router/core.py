@@ -4,7 +4,8 @@ The router owns every accepted message from admission to outcome. Its core is fe
 (submissions, AI results, delivery reports, account and pool lifecycle changes, the
 clock) and accumulates effects: AI requests for the pool, replies for each account, and
 outcomes for the gateway. The actor sends the effects after each turn, one batch per
-receiver, which is what keeps a TCP pipeline fast.
+receiver, which is what keeps a TCP pipeline fast. A message in processing is a ``Flight``
+(``actors.router.flight``: its stage and the one table of moves between stages).
 
 Every accepted message is live in the ``ConversationGate`` until it ends, and the gate
 caps how many are in processing (``max_concurrent_processing``). So the number of items
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from actors.config import EngineConfig
 from actors.cores.dedupe import DedupeSet
 from actors.cores.gate import ConversationGate, Item
+from actors.router.account_state import ACCOUNT, AccountState
+from actors.router.effects import Outbox
+from actors.router.flight import Flight, Flights, Stage
 from protocols import (
     Accepted,
     AIFailure,
@@ -35,28 +38,10 @@ from protocols import (
     Status,
 )
 
-__all__ = ["Flight", "RouterCore"]
+__all__ = ["RouterCore"]
 
 MAX_SEND_ATTEMPTS = 3
 """Times a reply is handed to (successive generations of) its account before it fails."""
-
-
-@dataclass(slots=True)
-class Flight:
-    """One message in processing: where it is in the pipeline."""
-
-    msg: InboundMessage
-    deadline: float
-    stage: str = "ai"  # "ai": at the pool; "send": at the account
-    reply: str | None = None
-    attempts: int = 0
-
-
-@dataclass(slots=True)
-class _Outbox:
-    to_pool: list[AIRequest] = field(default_factory=list)
-    to_accounts: dict[str, list[OutboundReply]] = field(default_factory=dict)
-    cancel_pool: list[str] = field(default_factory=list)
 
 
 class RouterCore:
@@ -86,11 +71,11 @@ class RouterCore:
             timeout_s=config.processing_timeout_s,
             warn_ratio=config.occupancy_warn_ratio,
         )
-        self._accounts: dict[str, str] = {}  # account_id -> "up" | "down" | "failed"
+        self._accounts: dict[str, AccountState] = {}  # no entry: AccountState.UNKNOWN
         self._live_by_account: dict[str, set[str]] = {}
-        self._flights: dict[str, Flight] = {}
+        self._flights = Flights()
         self._outcomes: deque[Outcome] = deque()
-        self._outbox = _Outbox()
+        self._outbox = Outbox()
         self._counters: Counter[str] = Counter()
         self.alerts: list[str] = []
         self.draining = False
@@ -106,12 +91,12 @@ class RouterCore:
 
     def _admit(self, msg: InboundMessage, now: float, readmit: bool) -> Accepted | Rejected:
         mid = msg.message_id
-        state = self._accounts.get(msg.account_id)
+        state = self._accounts.get(msg.account_id, AccountState.UNKNOWN)
         if self.draining:
             return self._reject(mid, Reason.SHUTTING_DOWN, "the engine is shutting down")
-        if state is None:
+        if state is AccountState.UNKNOWN:
             return self._reject(mid, Reason.UNKNOWN_ACCOUNT, f"no account {msg.account_id!r}")
-        if state == "failed":
+        if state is AccountState.FAILED:
             return self._reject(
                 mid, Reason.ACCOUNT_FAILED, f"account {msg.account_id!r} has failed"
             )
@@ -162,19 +147,7 @@ class RouterCore:
                 msg.message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="the AI pool failed"
             )
             return
-        self._ask_pool(flight)
-
-    def _ask_pool(self, flight: Flight) -> None:
-        msg = flight.msg
-        self._outbox.to_pool.append(
-            AIRequest(
-                message_id=msg.message_id,
-                account_id=msg.account_id,
-                customer_id=msg.customer_id,
-                text=msg.text,
-                deadline=flight.deadline,
-            )
-        )
+        self._outbox.to_pool.append(flight.ai_request())
 
     # --- results from the pool and the accounts ---------------------------------------------
 
@@ -182,14 +155,15 @@ class RouterCore:
         """Route each AI reply to its account; end the message on an AI failure."""
         for result in results:
             flight = self._flights.get(result.message_id)
-            if flight is None or flight.stage != "ai":
+            event = "ai_failure" if isinstance(result, AIFailure) else "ai_reply"
+            if flight is None or not flight.expects(event):
                 self._counters["late_replies"] += 1
                 continue
+            flight.move(event)
             if isinstance(result, AIFailure):
                 status = Status.TIMEOUT if result.reason == Reason.TIMEOUT else Status.FAILED
                 self._finish(result.message_id, status, result.reason, now, detail=result.detail)
                 continue
-            flight.stage = "send"
             flight.reply = result.text
             self._send(flight, now)
 
@@ -204,27 +178,19 @@ class RouterCore:
                 detail=f"account crashed {flight.attempts} times while sending this reply",
             )
             return
-        if self._accounts.get(msg.account_id) != "up":
+        if self._accounts.get(msg.account_id) is not AccountState.UP:
             return  # sent when the account is (back) up: see account_up
         flight.attempts += 1
-        assert flight.reply is not None
-        self._outbox.to_accounts.setdefault(msg.account_id, []).append(
-            OutboundReply(
-                account_id=msg.account_id,
-                customer_id=msg.customer_id,
-                message_id=msg.message_id,
-                text=flight.reply,
-                deadline=flight.deadline,
-            )
-        )
+        self._outbox.to_accounts.setdefault(msg.account_id, []).append(flight.outbound_reply())
 
     def on_deliveries(self, reports: Iterable[DeliveryReport], now: float) -> None:
         """End each message whose reply the account sent, or failed to send."""
         for report in reports:
             flight = self._flights.get(report.message_id)
-            if flight is None or flight.stage != "send":
+            if flight is None or not flight.expects("delivery"):
                 self._counters["late_deliveries"] += 1
                 continue
+            flight.move("delivery")
             if report.ok:
                 self._finish(report.message_id, Status.REPLIED, "", now, reply=flight.reply)
             else:
@@ -275,7 +241,7 @@ class RouterCore:
         step = self._gate.expire(now)
         for item in step.expired:
             flight = self._flights.pop(item.item_id, None)
-            if flight is not None and flight.stage == "ai":
+            if flight is not None and flight.stage is Stage.AI:
                 self._outbox.cancel_pool.append(item.item_id)
             self._record(
                 item.item_id,
@@ -295,31 +261,40 @@ class RouterCore:
 
     # --- lifecycle of the other actors -------------------------------------------------------
 
+    def _account_news(self, account_id: str, event: str) -> None:
+        """Move one account through the ``ACCOUNT`` table (LifecycleError if it can't)."""
+        state = ACCOUNT.next(self._accounts.get(account_id, AccountState.UNKNOWN), event)
+        if state is AccountState.UNKNOWN:
+            self._accounts.pop(account_id, None)
+        else:
+            self._accounts[account_id] = state
+
     def account_up(self, account_id: str, *, restarted: bool, now: float) -> int:
         """An account (re)started; re-send the replies its previous generation held."""
-        self._accounts[account_id] = "up"
+        self._account_news(account_id, "up")
         resent = 0
-        for flight in list(self._flights.values()):
-            if flight.msg.account_id == account_id and flight.stage == "send":
-                self._send(flight, now)
-                resent += 1
+        for flight in self._flights.at_account(account_id):
+            self._send(flight, now)
+            resent += 1
         if restarted:
             self._counters["resent_after_restart"] += resent
         return resent
 
     def account_down(self, account_id: str) -> None:
         """An account crashed and waits for its restart: hold its replies until then."""
-        if account_id in self._accounts:
-            self._accounts[account_id] = "down"
+        if account_id not in self._accounts:
+            # Unknown here (it was starting when this router was configured, and never up
+            # since): nothing of it is held here, so the news is ignored, not an error.
+            return
+        self._account_news(account_id, "down")
 
     def account_gone(self, account_id: str, *, failed: bool, now: float) -> int:
         """An account failed for good or was removed: end all its messages."""
+        self._account_news(account_id, "failed" if failed else "removed")
         if failed:
-            self._accounts[account_id] = "failed"
             status, reason = Status.FAILED, Reason.ACCOUNT_FAILED
             detail = f"account {account_id!r} failed past its restart policy"
         else:
-            self._accounts.pop(account_id, None)
             status, reason = Status.REJECTED, Reason.UNKNOWN_ACCOUNT
             detail = f"account {account_id!r} was removed"
         ended = 0
@@ -328,7 +303,7 @@ class RouterCore:
         # message, which would send the pool a request for a message ending in this call.
         for message_id in sorted(live, key=self._gate.is_processing):
             flight = self._flights.pop(message_id, None)
-            if flight is not None and flight.stage == "ai":
+            if flight is not None and flight.stage is Stage.AI:
                 self._outbox.cancel_pool.append(message_id)
             step = self._gate.cancel(message_id)
             self._record(message_id, None, status, reason, None, detail)
@@ -341,17 +316,16 @@ class RouterCore:
         """The AI pool came back with a new generation: ask it again for what it held."""
         self.pool_up = True
         resent = 0
-        for flight in self._flights.values():
-            if flight.stage == "ai":
-                self._ask_pool(flight)
-                resent += 1
+        for flight in self._flights.at_pool():
+            self._outbox.to_pool.append(flight.ai_request())
+            resent += 1
         self._counters["resent_after_restart"] += resent
         return resent
 
     def pool_failed(self, now: float) -> int:
         """The AI pool failed for good: every message waiting for it fails ``no_provider``."""
         self.pool_up = False
-        waiting = [mid for mid, f in self._flights.items() if f.stage == "ai"]
+        waiting = [f.msg.message_id for f in self._flights.at_pool()]
         for message_id in waiting:
             self._finish(
                 message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="AI pool failed"
@@ -387,7 +361,7 @@ class RouterCore:
 
     def take_outbox(self) -> tuple[list[AIRequest], dict[str, list[OutboundReply]], list[str]]:
         """Hand the accumulated sends to the actor (and forget them)."""
-        box, self._outbox = self._outbox, _Outbox()
+        box, self._outbox = self._outbox, Outbox()
         return box.to_pool, box.to_accounts, box.cancel_pool
 
     def collect(self, max_items: int) -> list[Outcome]:
@@ -411,14 +385,7 @@ class RouterCore:
 
     def outstanding(self) -> tuple[int, dict[str, int]]:
         """Items held by the pool, and by each account (for depth/capacity in stats)."""
-        pool = 0
-        accounts: Counter[str] = Counter()
-        for flight in self._flights.values():
-            if flight.stage == "ai":
-                pool += 1
-            else:
-                accounts[flight.msg.account_id] += 1
-        return pool, dict(accounts)
+        return self._flights.outstanding()
 
     def counters(self) -> dict[str, int]:
         out = dict(self._counters)

@@ -11,7 +11,7 @@ moves its entry with it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from actors.config import EngineConfig
 from protocols import AccountSpec, Outcome, ProviderSpec
@@ -130,7 +130,7 @@ class AccountGone:
     """Supervisor -> router: an account crashed (``down``), failed for good, or was removed."""
 
     account_id: str
-    state: str  # "down" | "failed" | "removed"
+    state: Literal["down", "failed", "removed"]  # the router's ACCOUNT event; a str, no enum
     token: int = 0
 
 

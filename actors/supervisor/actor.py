@@ -12,6 +12,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from thespian.actors import ActorExitRequest
@@ -36,6 +37,7 @@ from actors.runtime.wiring import (
     WiringAck,
 )
 from actors.supervisor.core import Child, SupervisorCore
+from actors.supervisor.lifecycle import CHILD, ChildState
 from actors.supervisor.stats import StatsFanout
 from actors.supervisor.teardown import Teardown
 from protocols import (
@@ -62,12 +64,12 @@ class SupervisorActor(EngineActor):
         self.addresses: dict[tuple[str, str], Address] = {}
         self.waiting: dict[int, tuple[Address, str, str]] = {}  # token -> (asker, command, name)
         self.adding: dict[str, Address] = {}  # account id -> the facade asking to add it
-        self.stats = StatsFanout(self)
-        self.teardown = Teardown(self)
+        self.stats: StatsFanout | None = None  # both made with the core, on StartEngine
+        self.teardown: Teardown | None = None
         self._token = 0
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
-        return {
+        table: dict[type, Callable[[Any, Address], None]] = {
             StartEngine: self.on_start,
             Configured: self.on_configured,
             WiringAck: self.on_wiring_ack,
@@ -76,12 +78,14 @@ class SupervisorActor(EngineActor):
             AddProvider: self.on_provider_command,
             RemoveProvider: self.on_provider_command,
             WhereIsRouter: self.on_where_is_router,
-            StatsQuery: self.stats.query,
-            ActorReport: self.stats.report,
-            ShutdownRequest: self.teardown.start,
-            DrainDone: self.teardown.drain_done,
             AskChild: self.on_ask_child,
         }
+        if self.stats is not None and self.teardown is not None:
+            table[StatsQuery] = self.stats.query
+            table[ActorReport] = self.stats.report
+            table[ShutdownRequest] = self.teardown.start
+            table[DrainDone] = self.teardown.drain_done
+        return table
 
     def _next_token(self) -> int:
         self._token += 1
@@ -97,7 +101,25 @@ class SupervisorActor(EngineActor):
     def on_start(self, msg: StartEngine, sender: Address) -> None:
         self.base = msg.base
         self.seed = msg.seed
-        self.core = SupervisorCore(msg.config, seed=msg.seed)
+        self.core = core = SupervisorCore(msg.config, seed=msg.seed)
+        self.stats = StatsFanout(
+            core,
+            addresses=self.addresses,
+            send=self.send,
+            wake_at=self.wakeupAfter_at,
+            next_token=self._next_token,
+            pid=self.pid,
+            depth=lambda: len(self.waiting),
+            process_counters=self.process_counters,
+        )
+        self.teardown = Teardown(
+            core,
+            send=self.send,
+            wake_at=self.wakeupAfter_at,
+            stop_child=self._stop_child,
+            live_router=self._live_router,
+            log=self.log,
+        )
         self.facade = sender
         self.log.info("starting engine on {}", msg.base)
         self._spawn(self._core.add_child("ai_pool", "ai_pool"))
@@ -115,8 +137,7 @@ class SupervisorActor(EngineActor):
         pool = core.children.get(("ai_pool", "ai_pool"))
         accounts = tuple(
             (c.name, self.addresses[(c.role, c.name)], c.generation)
-            for c in core.accounts()
-            if c.state == "up"
+            for c in core.accounts(ChildState.UP)
         )
         self.send(
             address,
@@ -132,7 +153,7 @@ class SupervisorActor(EngineActor):
                 pool=self.addresses.get(("ai_pool", "ai_pool")) if pool else None,
                 pool_generation=pool.generation if pool else 0,
                 accounts=accounts,
-                failed_accounts=tuple(c.name for c in core.accounts() if c.state == "failed"),
+                failed_accounts=tuple(c.name for c in core.accounts(ChildState.FAILED)),
             ),
         )
 
@@ -141,12 +162,15 @@ class SupervisorActor(EngineActor):
         child = core.children.get((msg.role, msg.name))
         if child is None or child.generation != msg.generation:
             return
+        if not CHILD.allows(child.state, "configured"):
+            # Its actor's exit (down) or our request to stop it (stopping) came first: the
+            # answer is stale, and that exit decides what happens to the child.
+            return
         if not msg.ok:
             self.log.error("{} {} failed to configure: {}", msg.role, msg.name, msg.error)
-            child.state = "stopping"
+            core.child_refused(child)
             self.send(sender, ActorExitRequest())
             self._reply_adding(msg.name, ok=False, error="invalid_account", detail=msg.error)
-            self._core.remove_child(child)
             return
         restarted = child.generation > 1
         core.child_up(child, msg.pid, time.time())
@@ -158,14 +182,14 @@ class SupervisorActor(EngineActor):
             sender,
             msg.pid,
         )
-        router = self._router_address()
+        router = self._live_router()
         if msg.role == "account":
             token = 0
             asker = self.adding.pop(msg.name, None)
             if asker is not None:
                 token = self._next_token()
                 self.waiting[token] = (asker, "add_account", msg.name)
-            if router is not None and core.is_up("router"):
+            if router is not None:
                 self.send(
                     router,
                     AccountUp(
@@ -180,13 +204,13 @@ class SupervisorActor(EngineActor):
                 self._reply(token, ok=True)
             self._event(msg.name, "restarted" if restarted else "connected")
         elif msg.role == "ai_pool":
-            if router is not None and core.is_up("router"):
+            if router is not None:
                 self.send(
                     router, PoolUp(address=sender, generation=msg.generation, restarted=restarted)
                 )
         elif msg.role == "router" and restarted:
             self.log.warning("router restarted as generation {}", msg.generation)
-        if self.facade is not None and core.is_up("router") and core.is_up("ai_pool"):
+        if self.facade is not None and router is not None and core.is_up("ai_pool"):
             router_child = core.children[("router", "router")]
             self.send(
                 self.facade,
@@ -202,9 +226,13 @@ class SupervisorActor(EngineActor):
     def _router_address(self) -> Address:
         return self.addresses.get(("router", "router"))
 
+    def _live_router(self) -> Address:
+        """The router's address while it is up, else None: a starting router is not told."""
+        return self._router_address() if self._core.is_up("router") else None
+
     def _event(self, account_id: str, kind: str, detail: str = "") -> None:
-        router = self._router_address()
-        if router is not None and self._core.is_up("router"):
+        router = self._live_router()
+        if router is not None:
             self.send(
                 router,
                 AccountEvent(account_id=account_id, kind=kind, at=time.time(), detail=detail),
@@ -239,24 +267,21 @@ class SupervisorActor(EngineActor):
                 ),
             )
             return
-        self._stop_child(child)
+        if CHILD.allows(child.state, "stop"):  # else the teardown already asked it
+            self._stop_child(child)
         self._core.remove_child(child)  # frees the instance slot now
         token = self._next_token()
         self.waiting[token] = (sender, "remove_account", msg.account_id)
-        router = self._router_address()
-        if router is not None and self._core.is_up("router"):
+        router = self._live_router()
+        if router is not None:
             self.send(router, AccountGone(account_id=msg.account_id, state="removed", token=token))
         else:
             self._reply(token, ok=True)
         self._event(msg.account_id, "removed")
 
     def _stop_child(self, child: Child) -> None:
-        address = self.addresses.get((child.role, child.name))
-        if child.state in ("up", "starting") and address is not None:
-            child.state = "stopping"
-            self.send(address, ActorExitRequest())
-        else:
-            child.state = "stopped"
+        if self._core.stop_child(child):
+            self.send(self.addresses[(child.role, child.name)], ActorExitRequest())
 
     def on_wiring_ack(self, msg: WiringAck, sender: Address) -> None:
         if msg.token in self.waiting:
@@ -306,11 +331,12 @@ class SupervisorActor(EngineActor):
 
     def on_where_is_router(self, msg: WhereIsRouter, sender: Address) -> None:
         child = self._core.children.get(("router", "router"))
-        up = child is not None and child.state == "up"
         self.send(
             sender,
             RouterLocation(
-                address=self._router_address(), generation=child.generation if child else 0, up=up
+                address=self._router_address(),
+                generation=child.generation if child else 0,
+                up=self._core.is_up("router"),
             ),
         )
 
@@ -325,24 +351,28 @@ class SupervisorActor(EngineActor):
         if child is None:  # removed: forget its address (bounded by the children we have)
             del self.addresses[key]
             return
-        if child.state == "stopped":
-            return
-        if child.state == "stopping":
-            child.state = "stopped"
-            self.teardown.advance(time.time())
-            return
         now = time.time()
+        if CHILD.allows(child.state, "exited"):  # stopping: the exit we asked for
+            core.child_stopped(child)
+            if self.teardown is not None:
+                self.teardown.advance(now)
+            return
+        if not CHILD.allows(child.state, "crashed"):
+            # down, failed or stopped: this actor's end was already counted (a duplicate
+            # notice); counting it again would restart a child twice.
+            return
         decision = core.child_crashed(child, now)
-        router = self._router_address()
+        router = self._live_router()
         if decision.give_up:
             self.log.error("{} {} failed for good: {}", child.role, child.name, decision.reason)
             if child.role == "account":
-                if router is not None and core.is_up("router"):
+                if router is not None:
                     self.send(router, AccountGone(account_id=child.name, state="failed"))
                 self._event(child.name, "failed", decision.reason)
-            elif child.role == "ai_pool" and router is not None:
+            elif child.role == "ai_pool" and self._router_address() is not None:
+                # Even a starting router is told: it gets this after its Configure.
                 self.send(
-                    router,
+                    self._router_address(),
                     PoolUp(address=None, generation=child.generation, restarted=False, failed=True),
                 )
             self._reply_adding(child.name, ok=False, error="account_failed", detail=decision.reason)
@@ -354,7 +384,7 @@ class SupervisorActor(EngineActor):
             child.restarts,
             decision.delay_s,
         )
-        if child.role == "account" and router is not None and core.is_up("router"):
+        if child.role == "account" and router is not None:
             self.send(router, AccountGone(account_id=child.name, state="down"))
             self._event(child.name, "disconnected", "actor exited; restarting")
         self.wakeupAfter_at(
@@ -362,8 +392,6 @@ class SupervisorActor(EngineActor):
         )
 
     def wakeupAfter_at(self, at: float, payload: Any) -> None:  # noqa: N802
-        from datetime import timedelta
-
         self.wakeupAfter(timedelta(seconds=max(0.0, at - time.time())), payload=payload)
 
     def on_wakeup(self, payload: Any, now: float) -> None:
@@ -371,10 +399,15 @@ class SupervisorActor(EngineActor):
         if kind == "restart":
             _, role, name, generation = payload
             child = self._core.children.get((role, name))
-            if child is not None and child.state == "down" and child.generation == generation:
+            # The child may have been stopped or removed while its restart was pending.
+            if (
+                child is not None
+                and child.generation == generation
+                and CHILD.allows(child.state, "respawned")
+            ):
                 self._core.respawn(child)
                 self._spawn(child)
-        elif kind == "stats":
+        elif kind == "stats" and self.stats is not None:
             self.stats.finish(payload[1])
-        elif kind == "stage":
+        elif kind == "stage" and self.teardown is not None:
             self.teardown.advance(now, timed_out=payload[1])

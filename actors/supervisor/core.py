@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from actors.config import EngineConfig
 from actors.cores.restart import GiveUp, RestartPolicy
+from actors.supervisor.lifecycle import CHILD, ChildState
 from protocols import AccountSpec, ProviderSpec, StageReport
 from protocols import ShutdownReport as Report
 
@@ -21,8 +22,8 @@ _STAGE_ROLE = {"accounts": "account", "ai_pool": "ai_pool", "router": "router"}
 class Child:
     """One supervised actor: its current generation and state.
 
-    States: ``starting`` (created, not yet configured), ``up``, ``down`` (crashed, restart
-    pending), ``failed`` (past its restart intensity), ``stopping``, ``stopped``.
+    ``state`` moves only through the ``CHILD`` table (``actors.supervisor.lifecycle``), by
+    the ``SupervisorCore`` methods below.
     """
 
     role: str
@@ -30,7 +31,7 @@ class Child:
     policy: RestartPolicy
     spec: AccountSpec | None = None
     generation: int = 1
-    state: str = "starting"
+    state: ChildState = ChildState.STARTING
     pid: int | None = None
     restarts: int = 0
 
@@ -73,8 +74,13 @@ class SupervisorCore:
         self.children[(role, name)] = child
         return child
 
-    def accounts(self) -> list[Child]:
-        return [c for c in self.children.values() if c.role == "account"]
+    def accounts(self, state: ChildState | None = None) -> list[Child]:
+        """The account children, or those in ``state``."""
+        return [
+            c
+            for c in self.children.values()
+            if c.role == "account" and (state is None or c.state is state)
+        ]
 
     def check_add_account(self, account_id: str) -> tuple[str, str] | None:
         """None when the account may be added, else (error code, sentence)."""
@@ -99,32 +105,73 @@ class SupervisorCore:
 
     def is_up(self, role: str, name: str | None = None) -> bool:
         child = self.children.get((role, name or role))
-        return child is not None and child.state == "up"
+        return child is not None and child.state is ChildState.UP
 
     def child_up(self, child: Child, pid: int | None, now: float) -> None:
-        child.state = "up"
+        """The child answered its Configure: it is up.
+
+        Raises:
+            LifecycleError: the child is not ``starting``.
+        """
+        child.state = CHILD.next(child.state, "configured")
         child.pid = pid
         child.policy.started(now)
 
+    def child_refused(self, child: Child) -> None:
+        """The child could not configure itself: it is told to exit and forgotten now.
+
+        Raises:
+            LifecycleError: the child is not ``starting``.
+        """
+        child.state = CHILD.next(child.state, "refused")
+        self.remove_child(child)
+
     def child_crashed(self, child: Child, now: float) -> CrashDecision:
-        """A child exited unexpectedly: restart it after a delay, or give up."""
+        """A child exited unexpectedly: restart it after a delay, or give up.
+
+        Raises:
+            LifecycleError: the child is not ``starting`` or ``up`` (checked before the
+                restart policy counts the crash).
+        """
+        child.state = CHILD.next(child.state, "crashed")
         self._counters["crashes"] += 1
         self._counters[f"crashes.{child.role}"] += 1
         decision = child.policy.failed(now)
         if isinstance(decision, GiveUp):
-            child.state = "failed"
+            child.state = CHILD.next(child.state, "gave_up")
             self._counters["gave_up"] += 1
             return CrashDecision(give_up=True, reason=decision.reason)
-        child.state = "down"
         child.restarts += 1
         self._counters["restarts"] += 1
         self._counters[f"restarts.{child.role}"] += 1
         return CrashDecision(give_up=False, delay_s=decision.delay_s)
 
     def respawn(self, child: Child) -> None:
+        """Make the next generation of a ``down`` child (the actor creates it).
+
+        Raises:
+            LifecycleError: the child is not ``down``.
+        """
+        child.state = CHILD.next(child.state, "respawned")
         child.generation += 1
-        child.state = "starting"
         child.pid = None
+
+    def stop_child(self, child: Child) -> bool:
+        """Stop a child; True when its actor runs and must be told to exit.
+
+        Raises:
+            LifecycleError: the child is already ``stopping`` or ``stopped``.
+        """
+        child.state = CHILD.next(child.state, "stop")
+        return child.state is ChildState.STOPPING
+
+    def child_stopped(self, child: Child) -> None:
+        """The actor of a ``stopping`` child exited, as asked.
+
+        Raises:
+            LifecycleError: the child is not ``stopping``.
+        """
+        child.state = CHILD.next(child.state, "exited")
 
     # --- providers (remembered so that a restarted pool reloads them) -------------------------
 
@@ -152,8 +199,10 @@ class SupervisorCore:
         return dict(self._counters)
 
     def child_table(self) -> tuple[tuple[str, str, int, str, int], ...]:
+        # Plain strings: the table crosses processes, whose unpickler allows no enum class.
         return tuple(
-            (c.role, c.name, c.generation, c.state, c.restarts) for c in self.children.values()
+            (c.role, c.name, c.generation, c.state.value, c.restarts)
+            for c in self.children.values()
         )
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from actors.runtime.wiring import ActorReport, Address, StatsQuery, SupervisorStats
-
-if TYPE_CHECKING:
-    from actors.supervisor.actor import SupervisorActor
+from actors.supervisor.core import SupervisorCore
+from actors.supervisor.lifecycle import ChildState
 
 __all__ = ["STATS_TIMEOUT_S", "StatsFanout"]
 
@@ -18,23 +18,55 @@ STATS_TIMEOUT_S = 1.0
 
 
 class StatsFanout:
-    """Collects one ``ActorReport`` per live child for the facade's ``stats()``."""
+    """Collects one ``ActorReport`` per live child for the facade's ``stats()``.
 
-    def __init__(self, actor: SupervisorActor) -> None:
-        self.actor = actor
+    Args:
+        core: the supervisor's children and counters.
+        addresses: the children's addresses by ``(role, name)`` (read, never changed).
+        send: sends a message to an address.
+        wake_at: arms a timer that calls ``finish(token)`` at a time (the actor routes
+            the ``("stats", token)`` payload back).
+        next_token: a fresh token for one query.
+        pid: the supervisor's process id (None on simpleSystemBase).
+        depth: how many commands the supervisor waits to answer.
+        process_counters: the counters of the supervisor's process.
+        clock: the time now (``time.time``; tests pass a fake clock).
+    """
+
+    def __init__(
+        self,
+        core: SupervisorCore,
+        *,
+        addresses: Mapping[tuple[str, str], Address],
+        send: Callable[[Address, Any], None],
+        wake_at: Callable[[float, Any], None],
+        next_token: Callable[[], int],
+        pid: int | None,
+        depth: Callable[[], int],
+        process_counters: Callable[[], dict[str, int]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = core
+        self._addresses = addresses
+        self._send = send
+        self._wake_at = wake_at
+        self._next_token = next_token
+        self._pid = pid
+        self._depth = depth
+        self._process_counters = process_counters
+        self._clock = clock
         self.pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
 
     def query(self, msg: StatsQuery, sender: Address) -> None:
-        actor = self.actor
-        token = actor._next_token()
-        up = [c for c in actor._core.children.values() if c.state == "up"]
+        token = self._next_token()
+        up = [c for c in self.core.children.values() if c.state is ChildState.UP]
         self.pending[token] = (sender, [], len(up))
         for child in up:
-            actor.send(actor.addresses[(child.role, child.name)], StatsQuery(token=token))
+            self._send(self._addresses[(child.role, child.name)], StatsQuery(token=token))
         if not up:
             self.finish(token)
         else:
-            actor.wakeupAfter_at(time.time() + STATS_TIMEOUT_S, ("stats", token))
+            self._wake_at(self._clock() + STATS_TIMEOUT_S, ("stats", token))
 
     def report(self, msg: ActorReport, sender: Address) -> None:
         pending = self.pending.get(msg.token)
@@ -48,21 +80,20 @@ class StatsFanout:
         pending = self.pending.pop(token, None)
         if pending is None:
             return
-        actor = self.actor
         asker, reports, _ = pending
-        core = actor._core
+        core = self.core
         own = ActorReport(
             token=token,
-            role=actor.role,
-            name=actor.role,
+            role="supervisor",
+            name="supervisor",
             generation=1,
-            pid=os.getpid() if actor.pid else None,
-            depth=len(actor.waiting),
+            pid=self._pid,
+            depth=self._depth(),
             capacity=core.config.max_instances + 2,
-            counters={**core.counters(), **actor.process_counters()},
-            extra={"admin_pid": os.getppid() if actor.pid else None},
+            counters={**core.counters(), **self._process_counters()},
+            extra={"admin_pid": os.getppid() if self._pid else None},
         )
-        actor.send(
+        self._send(
             asker,
             SupervisorStats(
                 reports=(own, *reports), children=core.child_table(), counters=core.counters()
