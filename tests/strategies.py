@@ -40,6 +40,9 @@ account_specs = st.builds(p.AccountSpec, account_id=ids, transport=slugs, option
 stage_reports = st.builds(
     p.StageReport, name=slugs, seconds=times, drained=counts, abandoned=counts
 )
+numbers = st.integers(min_value=0, max_value=2**40) | st.floats(
+    allow_nan=False, allow_infinity=False
+)
 actor_stats = st.builds(
     p.ActorStats,
     role=slugs,
@@ -48,6 +51,12 @@ actor_stats = st.builds(
     depth=counts,
     capacity=counts,
     restarts=counts,
+    generation=counts,
+    state=slugs,
+    counters=st.dictionaries(slugs, counts, max_size=4),
+    providers=st.lists(ids, max_size=3).map(tuple),
+    provider_stats=st.dictionaries(ids, st.dictionaries(slugs, numbers, max_size=3), max_size=2),
+    transport_failed=details,
 )
 
 
@@ -126,6 +135,10 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
         in_flight=counts,
         counters=st.dictionaries(slugs, counts, max_size=8),
         actors=st.lists(actor_stats, max_size=4).map(tuple),
+        oldest_in_flight_s=st.none() | times,
+        router_generation=counts,
+        admin_pid=st.none() | st.integers(min_value=1, max_value=2**22),
+        base=st.sampled_from(["", "simpleSystemBase", "multiprocTCPBase"]),
     ),
     p.ShutdownRequest: st.builds(p.ShutdownRequest, timeout_s=times, drain_timeout_s=times),
     p.StageReport: stage_reports,

@@ -32,11 +32,11 @@ from actors.runtime import procs as _procs
 from apps.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets, start_engine
 from protocols import ProviderSpec
 from tests.conftest import EngineFactory
+from tests.test_gateway_metrics import families, parse_exposition
 from tests.test_gateway_webhook import (
     PHONE_ID,
     SECRET,
     change,
-    parse_exposition,
     payload,
     sign,
     status,
@@ -405,6 +405,100 @@ def test_health_and_metrics_show_the_engine_and_the_gateway(make_engine: EngineF
     asyncio.run(scenario())
 
 
+LATENCY = "wae_gateway_outcome_latency_seconds"
+TODAYS_FAMILIES = (
+    "wae_engine_up",
+    "wae_in_flight",
+    "wae_oldest_in_flight_seconds",
+    "wae_router_generation",
+    "wae_outcomes",
+    "wae_rejections",
+    "wae_actor_depth",
+    "wae_actor_capacity",
+    "wae_actor_restarts",
+    "wae_actor_generation",
+    "wae_actor_state",
+    "wae_account_sent",
+    "wae_gateway_webhooks",
+    "wae_gateway_messages",
+    "wae_gateway_submissions",
+    "wae_gateway_outcomes",
+)
+
+
+def latency_total(samples: dict[str, float], part: str) -> float:
+    """``_count`` or ``_sum`` of the latency histogram, over every status."""
+    return sum(v for k, v in samples.items() if k.startswith(f"{LATENCY}_{part}{{"))
+
+
+def test_metrics_keep_todays_names_and_time_each_outcome_once(make_engine: EngineFactory) -> None:
+    gateway = make_gateway(make_engine("simpleSystemBase", echo={}, accounts=("acct-1",)))
+    messages = [text_message(f"wamid.t{i}", f"1555000{i:04d}") for i in range(5)]
+    texts: list[str] = []
+    elapsed: list[float] = []
+
+    async def scenario() -> None:
+        began = time.monotonic()
+        async with served(gateway) as http:
+            assert (await post(http, payload(change(messages=messages))))[0] == 200
+            await until(lambda: replied(gateway) == 5, "five replied outcomes")
+            # WhatsApp redelivers: duplicates, refused, never timed and no second outcome.
+            _, answer, _ = await post(http, payload(change(messages=messages)))
+            assert answer["rejected"] == {"duplicate": 5}
+            async with http.get("/metrics") as resp:
+                texts.append(await resp.text())
+        elapsed.append(time.monotonic() - began)
+
+    asyncio.run(scenario())
+    kinds = families(texts[0])
+    assert [name for name in TODAYS_FAMILIES if name not in kinds] == []
+    assert kinds[LATENCY] == "histogram"
+    samples = parse_exposition(texts[0])
+    assert samples['wae_rejections_total{reason="duplicate"}'] == 5
+    assert samples['wae_gateway_outcomes_total{reason="",status="replied"}'] == 5
+    assert samples[f'{LATENCY}_count{{status="replied"}}'] == 5
+    assert samples[f'{LATENCY}_bucket{{le="+Inf",status="replied"}}'] == 5
+    assert latency_total(samples, "count") == 5  # one observation per outcome, no more
+    # Each observation is a real duration inside the scenario: no timing is asserted.
+    assert 0 < latency_total(samples, "sum") <= 5 * elapsed[0]
+
+
+def test_a_refused_message_is_counted_by_its_reason_and_never_timed(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine(
+        "simpleSystemBase",
+        echo={"latency_s": 0.3},
+        accounts=("acct-1",),
+        max_concurrent_processing=1,
+    )
+    gateway = make_gateway(engine)
+    doc = payload(
+        change(
+            messages=[
+                text_message("wamid.a", "15550001111"),
+                text_message("wamid.b", "15550002222"),
+            ]
+        )
+    )
+    texts: list[str] = []
+
+    async def scenario() -> None:
+        async with served(gateway) as http:
+            code, answer, _ = await post(http, doc)
+            assert (code, answer["rejected"]) == (503, {"capacity": 1})
+            await until(lambda: replied(gateway) == 1, "the accepted message replied")
+            async with http.get("/metrics") as resp:
+                texts.append(await resp.text())
+
+    asyncio.run(scenario())
+    samples = parse_exposition(texts[0])
+    assert samples['wae_rejections_total{reason="capacity"}'] == 1
+    assert samples['wae_gateway_submissions_total{reason="capacity",result="rejected"}'] == 1
+    assert samples['wae_gateway_submissions_total{reason="",result="accepted"}'] == 1
+    assert latency_total(samples, "count") == 1
+
+
 # --- the engine the gateway owns, on real processes ---------------------------------------
 
 
@@ -506,11 +600,12 @@ def test_the_command_serves_until_sigterm_then_shuts_the_engine_down(tmp_path: P
                 assert (await post(http, payload(change(messages=[text_message("cmd.1")]))))[
                     0
                 ] == 200
-                text = ""
-                while 'wae_gateway_outcomes_total{reason="",status="replied"} 1' not in text:
+                key = 'wae_gateway_outcomes_total{reason="",status="replied"}'
+                samples: dict[str, float] = {}
+                while samples.get(key) != 1:
                     await asyncio.sleep(0.02)  # the poll interval of a condition wait
                     async with http.get("/metrics") as resp:
-                        text = await resp.text()
+                        samples = parse_exposition(await resp.text())
 
         asyncio.run(asyncio.wait_for(scenario(), 30))
         proc.send_signal(signal.SIGTERM)

@@ -91,7 +91,7 @@ def test_a_signed_webhook_is_answered_by_the_llm_and_sent_through_the_graph_api(
             assert [r.body["text"]["body"] for r in sent] == ["bot: hello", "bot: and now?"]
             assert all(r.bearer_ok for r in sent)
             stats = engine.stats()
-            assert stats["counters"]["outcome.replied"] == 2
+            assert stats.counters["outcome.replied"] == 2
     finally:
         engine.shutdown()
     assert not [p for p in pids if _procs.alive(p)]

@@ -21,6 +21,7 @@ def test_the_embedding_example_in_readme_runs(
     exec(compile(block.group(1), "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert "status='replied'" in out
+    assert "\n0 up\n" in out  # stats(): nothing in flight, the router up
     assert "['drain', 'accounts', 'ai_pool', 'router', 'actor_system']" in out
     assert list(tmp_path.iterdir()) == []
 

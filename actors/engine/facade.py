@@ -21,11 +21,12 @@ from typing import Any
 from loguru import logger
 
 from actors.config import BASES, EngineConfig
-from actors.engine.journal import DeadLetterJournal
 from actors.engine.ledger import Ledger
 from actors.engine.listeners import Listeners, Subscription
 from actors.engine.router_link import RouterLink
-from actors.engine.stats import merge_stats
+from actors.engine.shutdown import DeadLetters, settle
+from actors.engine.state import ENGINE, EngineState
+from actors.engine.stats import build_stats
 from actors.errors import EngineError, InstanceLimitError
 from actors.runtime.system import SystemHandle
 from actors.runtime.wiring import AskChild, ShutdownDone, StatsQuery, SupervisorStats
@@ -47,7 +48,7 @@ from protocols import (
     Scalar,
     ShutdownReport,
     ShutdownRequest,
-    StageReport,
+    StatsReply,
     SubmitBatch,
     SubmitResults,
 )
@@ -97,9 +98,9 @@ class Engine:
         self._link: RouterLink | None = None
         self._ready: deque[Outcome] = deque()
         self._counters: Counter[str] = Counter()
-        self._state = "new"  # new -> running -> stopping -> stopped
+        self._state = EngineState.NEW  # moved only through the ENGINE table
         self._report: ShutdownReport | None = None
-        self._journal: DeadLetterJournal | None = None
+        self._dead_letters = DeadLetters(self.config)
         self.log = logger.bind(actor="engine")
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class Engine:
     def start(self) -> Engine:
         """Start the actor system, the supervisor, the router and the AI pool."""
         with self._lock:
-            if self._state != "new":
+            if not ENGINE.allows(self._state, "start"):
                 raise EngineError(f"can't start an engine that is {self._state}")
             self._sys = SystemHandle(self.base, self.admin_port)
             self.admin_port = self._sys.admin_port
@@ -121,12 +122,12 @@ class Engine:
                 restart_wait_s=self.config.restart_max_backoff_s,
             )
             self._sys.on_stale = self._link.set_aside
-            self._state = "running"
+            self._state = ENGINE.next(self._state, "start")
             self.log.info("engine started on {} (admin port {})", self.base, self.admin_port)
             return self
 
     def __enter__(self) -> Engine:
-        return self.start() if self._state == "new" else self
+        return self.start() if self._state is EngineState.NEW else self
 
     def __exit__(
         self,
@@ -134,11 +135,11 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._state == "running":
+        if self._state is EngineState.RUNNING:
             self.shutdown()
 
     def _require_running(self) -> None:
-        if self._state != "running":
+        if self._state is not EngineState.RUNNING:
             raise EngineError(f"the engine is {self._state}, not running")
 
     def _ask(
@@ -231,7 +232,7 @@ class Engine:
             if not isinstance(msg, InboundMessage):
                 raise TypeError(f"submit takes InboundMessage, not {type(msg).__name__}")
         with self._lock:
-            if self._state != "running":
+            if self._state is not EngineState.RUNNING:
                 return [
                     self._refuse(m, "shutting_down", "the engine is not running") for m in batch
                 ]
@@ -261,7 +262,7 @@ class Engine:
         with self._lock:
             out = self._take_ready(max_items)
             out += self._ledger.expire(time.time())
-            if self._state != "running":
+            if self._state is not EngineState.RUNNING:
                 return out
             until = time.time() + max(0.0, timeout)
             while True:
@@ -301,8 +302,12 @@ class Engine:
 
     # --- stats ----------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Messages in flight, counters, and one entry per actor (see README)."""
+    def stats(self) -> StatsReply:
+        """Messages in flight, counters, and one ``ActorStats`` per actor (see README).
+
+        Raises:
+            EngineError: the engine is not running, or the supervisor did not answer.
+        """
         with self._lock:
             self._require_running()
             reply = self._ask(
@@ -312,32 +317,17 @@ class Engine:
             )
             if not isinstance(reply, SupervisorStats):
                 raise EngineError(f"no stats from the supervisor (got {reply!r})")
-            return self._build_stats(reply)
-
-    def _build_stats(self, reply: SupervisorStats) -> dict[str, Any]:
-        counters: Counter[str] = Counter(self._counters)
-        if self._link is not None:
-            counters["router_relocations"] = self._link.relocations
-            counters["readmitted"] = self._link.readmitted
-            counters["orphaned_admissions"] = self._link.orphaned_admissions
-            counters["stale_answers"] = self._sys.stale if self._sys else 0
-        counters.update(self._ledger.counters())
-        counters["late_outcomes"] = self._ledger.late_outcomes
-        counters.update({f"listeners.{k}": int(v) for k, v in self._listeners.stats().items()})
-        if self._journal is not None:
-            counters["journal.overflow"] = self._journal.overflow
-        stats = merge_stats(reply, counters)
-        if self._sys is not None:
-            self._sys.remember_pids({a["pid"] for a in stats["actors"] if a["pid"]})
-        oldest = self._ledger.oldest_age(time.time())
-        stats.update(
-            in_flight=self._ledger.in_flight,
-            oldest_in_flight_s=oldest,
-            router_generation=self._link.generation if self._link else 0,
-            admin_pid=self._sys.admin_pid if self._sys else None,
-            base=self.base,
-        )
-        return stats
+            return build_stats(
+                reply,
+                self._counters,
+                ledger=self._ledger,
+                listeners=self._listeners,
+                link=self._link,
+                system=self._sys,
+                journal=self._dead_letters.journal,
+                base=self.base,
+                now=time.time(),
+            )
 
     def ask_child(self, role: str, name: str, message: Any) -> Any:
         """Send ``message`` to one child through the supervisor and return its answer."""
@@ -350,14 +340,15 @@ class Engine:
     def shutdown(self) -> ShutdownReport:
         """Ordered teardown within ``shutdown_timeout_s``; see README "Shutdown"."""
         with self._lock:
-            if self._state in ("stopping", "stopped"):
-                assert self._report is not None or self._state == "stopping"
+            if not ENGINE.allows(self._state, "shutdown"):
+                # Stopping or stopped already: shutdown is idempotent, and a second call
+                # answers with the first call's report.
+                assert self._report is not None or self._state is EngineState.STOPPING
                 return self._report or ShutdownReport(stages=(), total_s=0.0)
-            if self._state == "new":
-                self._state = "stopped"
+            self._state = ENGINE.next(self._state, "shutdown")
+            if self._state is EngineState.STOPPED:  # it was never started
                 self._report = ShutdownReport(stages=(), total_s=0.0)
                 return self._report
-            self._state = "stopping"
             started = time.time()
             assert self._sys is not None
             self._sys.remember_pids()
@@ -368,53 +359,21 @@ class Engine:
                 c.shutdown_timeout_s + _MARGIN_S,
                 accept=lambda r: isinstance(r, ShutdownDone),
             )
-            messages = {m.message_id: m for m in self._ledger.unresolved()}
-            stages: list[StageReport] = []
-            abandoned: list[str] = []
-            if isinstance(done, ShutdownDone):
-                stages = list(done.report.stages)
-                self._ready.extend(self._accept_outcomes(done.outcomes))
-                abandoned = list(done.report.abandoned)
-            else:
-                self.log.error("the supervisor did not report the teardown (got {!r})", done)
-            for msg, outcome in self._ledger.abandon_all("shutdown"):
-                self._ready.append(outcome)
-                abandoned.append(msg.message_id)
-            journaled = self._write_journal([messages[i] for i in abandoned if i in messages])
+            settled = settle(done, self._ledger)
+            self._ready.extend(settled.outcomes)
+            journaled = self._dead_letters.write(settled.unsent)
             self._listeners.close_all()
             t0 = time.time()
             self._sys.stop()
-            stages.append(StageReport(name="actor_system", seconds=time.time() - t0, abandoned=0))
-            self._report = ShutdownReport(
-                stages=tuple(stages), total_s=time.time() - started, abandoned=tuple(abandoned)
-            )
+            self._report = settled.report(system_s=time.time() - t0, total_s=time.time() - started)
             self._counters["journaled"] += journaled
-            self._state = "stopped"
+            self._state = ENGINE.next(self._state, "stopped")
             self.log.info(
                 "engine stopped in {:.3f} s; {} messages abandoned and journaled",
                 self._report.total_s,
-                len(abandoned),
+                len(settled.abandoned),
             )
             return self._report
-
-    def _write_journal(self, messages: list[InboundMessage]) -> int:
-        c = self.config
-        if not messages or not c.dead_letter_path:
-            return 0
-        if self._journal is None:
-            self._journal = DeadLetterJournal(
-                c.dead_letter_path,
-                max_bytes=c.dead_letter_max_bytes,
-                max_frame_bytes=c.max_frame_bytes,
-            )
-        written = self._journal.append(messages)
-        if written < len(messages):
-            self.log.error(
-                "dead-letter journal shed {} messages (overflow {})",
-                len(messages) - written,
-                self._journal.overflow,
-            )
-        return written
 
     @property
     def pids(self) -> frozenset[int]:

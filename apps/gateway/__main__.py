@@ -1,70 +1,78 @@
-"""``python -m apps.gateway --config gateway.toml``: run the reference webhook gateway.
+"""``python -m apps.gateway --config gateway.toml`` (or ``--demo``): run the webhook gateway.
 
-Order matters: the config and the secrets are checked, logging is configured, and the
-engine is started (forking its actor processes) before the event loop or any thread
-exists. SIGTERM or SIGINT stops accepting connections, lets requests in progress finish,
-shuts the engine down and logs its ``ShutdownReport``.
+Order matters: the dependencies are checked (one line saying what to install, not a
+traceback, when aiohttp is missing), the config and the secrets are checked, logging is
+configured, and the engine is started (forking its actor processes) before the event loop
+or any thread exists. SIGTERM or SIGINT stops accepting connections, lets requests in
+progress finish, shuts the engine down and logs its ``ShutdownReport``.
+
+``--demo`` needs no config: the gateway runs against a fake Graph API and a fake OpenAI
+server on 127.0.0.1 with made-up secrets, and prints how to send it a signed webhook
+(:mod:`apps.gateway.demo`).
+
+Only the standard library and :mod:`apps.deps` are imported before the check, so that
+this module loads whatever is installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-from loguru import logger
+from apps.deps import CORE, HTTP, HTTP_INSTALL, require
 
-from actors.errors import ConfigError, EngineError
-from actors.logging import configure_logging
-from apps.gateway.app import Gateway, start_engine
-from apps.gateway.config import load_gateway_config, resolve_secrets
-
-__all__ = ["main", "serve"]
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+__all__ = ["main"]
 
 
-async def serve(gateway: Gateway, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Serve ``gateway`` on ``host:port`` until ``stop`` is set or SIGTERM/SIGINT arrives."""
-    log = logger.bind(actor="gateway")
-    loop = asyncio.get_running_loop()
-    stop = stop or asyncio.Event()
-    runner = gateway.runner()
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        for signum in _STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
-        addresses = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
-        log.info("gateway listening on {}", addresses)
-        await stop.wait()
-        log.info("gateway stopping: no new connections, then the engine shuts down")
-    finally:
-        for signum in _STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
-        await runner.cleanup()  # stops the sites, finishes requests, runs the app's cleanup
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wae-gateway",
+        prog=prog,
         description="WhatsApp Cloud API webhook gateway with an embedded wa-actor-engine.",
     )
-    parser.add_argument("--config", required=True, help="TOML file: [gateway], [engine], ...")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--config", help="TOML file: [gateway], [engine], [[accounts]], ...")
+    mode.add_argument(
+        "--demo",
+        action="store_true",
+        help="no config: run against a fake Graph API and a fake OpenAI server on 127.0.0.1 "
+        "with made-up secrets, and print how to send a signed webhook with curl",
+    )
     parser.add_argument("--host", help="listen address (overrides [gateway] host)")
-    parser.add_argument("--port", type=int, help="listen port, 0 for any (overrides port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="listen port, 0 for any (overrides [gateway] port; --demo: 8080 if free, else any)",
+    )
     parser.add_argument("--log-level", default="INFO", help="loguru level (default INFO)")
     parser.add_argument("--json-logs", action="store_true", help="log JSON lines")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the gateway; returns the exit status (0 after a clean stop, 2 for bad config)."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "wae-gateway") -> int:
+    """Run the gateway; returns the exit status.
+
+    Returns:
+        0 after a clean stop, 1 when the engine did not start or the port could not be
+        bound, 2 for bad options, a bad config or missing dependencies.
+    """
+    args = _parser(prog).parse_args(argv)
+    try:
+        require(prog, (*CORE, *HTTP), HTTP_INSTALL)
+    except SystemExit as exc:
+        return int(exc.code or 2)
+    return _run_demo(args) if args.demo else _run_config(args)
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from loguru import logger
+
+    from actors.errors import ConfigError, EngineError
+    from actors.logging import configure_logging
+    from apps.gateway.app import Gateway, start_engine
+    from apps.gateway.config import load_gateway_config, resolve_secrets
+    from apps.gateway.serve import run
+
     configure_logging(level=args.log_level, json=args.json_logs)
     log = logger.bind(actor="gateway")
     try:
@@ -80,19 +88,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EngineError as exc:
         log.error("the engine did not start: {}", exc)
         return 1
-    gateway = Gateway(config, engine, secrets, shutdown_engine=True)
+    return run(Gateway(config, engine, secrets, shutdown_engine=True), host, port)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from loguru import logger
+
+    from actors.errors import EngineError
+    from actors.logging import configure_logging
+    from apps.gateway.app import Gateway
+    from apps.gateway.config import resolve_secrets
+    from apps.gateway.demo import Demo, pick_port
+    from apps.gateway.serve import run
+
+    configure_logging(level=args.log_level, json=args.json_logs)
+    host = args.host if args.host is not None else "127.0.0.1"
+    demo = Demo(host, pick_port(host, args.port))
     try:
-        asyncio.run(serve(gateway, host, port))
-    except OSError as exc:  # e.g. the port is taken
-        log.error("the gateway could not serve on {}:{}: {}", host, port, exc)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        return 130
+        try:
+            engine, config = demo.start()  # the engine first, then the fakes' threads
+        except EngineError as exc:
+            logger.bind(actor="gateway").error("the engine did not start: {}", exc)
+            return 1
+        gateway = Gateway(config, engine, resolve_secrets(config), shutdown_engine=True)
+
+        def show(listen_host: str, listen_port: int) -> None:
+            print(demo.instructions(listen_host, listen_port), flush=True)
+
+        return run(gateway, config.host, config.port, on_listening=show)
     finally:
-        with contextlib.suppress(EngineError):
-            engine.shutdown()  # idempotent; covers a failure before the app's cleanup ran
-    return 0
+        demo.close()  # after the engine's shutdown: calls in flight could finish
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m apps.gateway"))

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import hmac
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,17 +32,17 @@ from loguru import logger
 from actors.engine import Engine
 from actors.errors import EngineError
 from apps.gateway.config import GatewayConfig, GatewaySecrets
-from apps.gateway.metrics import CONTENT_TYPE, GatewayCounters, render
+from apps.gateway.metrics import GatewayMetrics, SubmitTimes
+from apps.gateway.signature import signature_problem
 from apps.gateway.webhook import (
     PayloadError,
     SubmitSummary,
     WebhookBatch,
     decode_payload,
     parse_payload,
-    signature_problem,
     summarize,
 )
-from protocols import Accepted, Outcome, Rejected, ShutdownReport
+from protocols import Accepted, Outcome, Rejected, ShutdownReport, StatsReply
 
 __all__ = ["Gateway", "start_engine"]
 
@@ -104,7 +105,8 @@ class Gateway:
 
     Attributes:
         app: the aiohttp application.
-        counters: the gateway's own counters (also in ``/metrics``).
+        metrics: the gateway's Prometheus registry (``/metrics``).
+        counters: the gateway's own counters (``metrics.counters``).
         report: the engine's ``ShutdownReport`` once the gateway shut it down.
     """
 
@@ -118,7 +120,13 @@ class Gateway:
     ) -> None:
         self.config = config
         self.engine = engine
-        self.counters = GatewayCounters()
+        self.metrics = GatewayMetrics()
+        self.counters = self.metrics.counters
+        # Submit times of accepted messages, for the latency histogram; bounded like the
+        # engine's own ledger (messages in flight plus uncollected outcomes).
+        self._submitted = SubmitTimes(
+            config.engine.capacity + config.engine.max_uncollected_outcomes
+        )
         self.report: ShutdownReport | None = None
         self._secrets = secrets
         self._accounts = config.account_map
@@ -210,8 +218,12 @@ class Gateway:
                     await asyncio.wait_for(self._stop.wait(), wait_s)
 
     def _record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        now = time.monotonic()
         for outcome in outcomes:
             self.counters.inc("outcomes", status=outcome.status, reason=outcome.reason)
+            seconds = self._submitted.finish(outcome.message_id, now)
+            if seconds is not None:
+                self.metrics.observe(outcome.status, seconds)
             if outcome.status == "replied":
                 continue
             n = self._sampled.should_log(f"outcome {outcome.status}/{outcome.reason}")
@@ -292,15 +304,24 @@ class Gateway:
         self._count_batch(batch)
         summary = SubmitSummary()
         if batch.messages:
+            started = self._submitted.start(
+                (m.message_id for m in batch.messages), time.monotonic()
+            )
             try:
                 results = await self._call(self.engine.submit_many, batch.messages)
             except Exception as exc:  # the engine is unavailable: WhatsApp will redeliver
+                self._submitted.cancel(started)
                 self.counters.inc("engine_errors", call="submit_many")
                 if n := self._sampled.should_log("submit failed"):
                     self.log.error("submitting messages failed ({} so far): {}", n, exc)
                 return self._answer(503, {"error": "engine unavailable"}, retry=True)
             summary = summarize(results)
             self._count_results(results)
+            # Only what this call noted and the engine did not accept: a refused redelivery
+            # of a message in flight keeps the first submission's time.
+            self._submitted.cancel(
+                started - {r.message_id for r in results if isinstance(r, Accepted)}
+            )
         answer = {"accepted": summary.accepted, "rejected": summary.rejected, "items": batch.counts}
         return self._answer(summary.http_status, answer, retry=summary.retry)
 
@@ -335,7 +356,7 @@ class Gateway:
                     result.detail,
                 )
 
-    async def _engine_stats(self) -> dict[str, Any] | None:
+    async def _engine_stats(self) -> StatsReply | None:
         if self._stopping:
             return None
         try:
@@ -349,28 +370,27 @@ class Gateway:
         stats = await self._engine_stats()
         if stats is None:
             return web.json_response({"status": "down", "engine": "not running"}, status=503)
-        actors = stats.get("actors", [])
-        accounts = {
-            a["name"]: {"state": a["state"], "depth": a["depth"], "restarts": a["restarts"]}
-            for a in actors
-            if a["role"] == "account"
+        accounts: dict[str, dict[str, Any]] = {
+            a.name: {"state": a.state, "depth": a.depth, "restarts": a.restarts}
+            for a in stats.of_role("account")
         }
         for account_id in self._accounts.values():
             accounts.setdefault(account_id, {"state": "missing", "depth": 0, "restarts": 0})
-        down = [f"{a['role']}:{a['name']}" for a in actors if a["state"] != "up"]
+        down = [f"{a.role}:{a.name}" for a in stats.actors if a.state != "up"]
         down += [name for name, a in accounts.items() if a["state"] == "missing"]
         body = {
             "status": "degraded" if down else "ok",
             "engine": "running",
-            "base": stats.get("base"),
-            "in_flight": stats.get("in_flight"),
-            "oldest_in_flight_s": stats.get("oldest_in_flight_s"),
+            "base": stats.base,
+            "in_flight": stats.in_flight,
+            "oldest_in_flight_s": stats.oldest_in_flight_s,
             "accounts": accounts,
             "not_up": down,
         }
         return web.json_response(body)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        """``GET /metrics``: Prometheus text of the engine's stats and the gateway counters."""
-        text = render(await self._engine_stats(), self.counters)
-        return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+        """``GET /metrics``: the engine's stats and the gateway's metrics, for Prometheus."""
+        stats = await self._engine_stats()
+        body, content_type = self.metrics.exposition(stats, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})

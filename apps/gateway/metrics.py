@@ -1,24 +1,44 @@
-"""Prometheus text exposition (format 0.0.4) of ``engine.stats()`` and the gateway's counters.
+"""``/metrics``: the engine's stats and the gateway's own metrics, through ``prometheus_client``.
 
-Pure: :func:`render` takes the stats dict and a :class:`GatewayCounters` and returns the
-text, so the mapping is tested without a server. Engine counters are named after their
-keys (``router.gate.queued`` -> ``wae_router_gate_queued``); outcomes and rejections get
-labels instead of one name per reason. The few keys that are levels rather than counts
-(sizes, capacities, peaks) are gauges; every other key is a counter with ``_total``.
+Each :class:`GatewayMetrics` has its own ``CollectorRegistry`` (not the library's global
+one), so several gateways in one process never share or collide. It holds three parts:
+
+- the engine's stats, turned into families at scrape time by :func:`engine_families`
+  (pure: it takes a ``StatsReply``). Engine counters are named after their keys
+  (``router.gate.queued`` -> ``wae_router_gate_queued``); outcomes and rejections get
+  labels instead, one series per reason (``wae_outcomes_total{status,reason}``,
+  ``wae_rejections_total{reason}``). The few keys that are levels rather than counts
+  (sizes, capacities, peaks) are gauges; every other key is a counter with ``_total``.
+- the gateway's own counters (:class:`GatewayCounters`, ``wae_gateway_<name>_total``).
+- ``wae_gateway_outcome_latency_seconds{status}``: a histogram of the time from
+  submitting an accepted message to collecting its outcome (:class:`SubmitTimes` keeps
+  the submit times).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["CONTENT_TYPE", "GatewayCounters", "render"]
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from protocols import ActorStats, StatsReply
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "EngineCollector",
+    "GatewayCounters",
+    "GatewayMetrics",
+    "SubmitTimes",
+    "engine_families",
+]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+"""Submit -> outcome, in seconds: an echo reply takes milliseconds, an AI call seconds, and
+``processing_timeout_s`` (120 s by default) ends the slowest with a timeout outcome."""
 
 # Leaf names of stats keys that are levels, not counts (see each core's stats()).
 _GAUGE_LEAVES = frozenset(
@@ -51,104 +71,49 @@ _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 Labels = tuple[tuple[str, str], ...]
 
 
+def _metric_name(key: str) -> str:
+    return "wae_" + _BAD_NAME_CHARS.sub("_", key)
+
+
+# --- the engine's stats ------------------------------------------------------------------
+
+
 @dataclass
 class _Family:
     kind: str  # "counter" or "gauge"
     help: str
-    samples: dict[Labels, float] = field(default_factory=dict)
+    labelnames: tuple[str, ...]
+    samples: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
-class _Exposition:
+class _Families:
     """Families in first-seen order; a sample seen twice is summed (names may collide)."""
 
     def __init__(self) -> None:
         self.families: dict[str, _Family] = {}
 
-    def add(self, name: str, kind: str, help_text: str, value: Any, /, **labels: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return
-        family = self.families.setdefault(name, _Family(kind, help_text))
-        key = tuple(sorted(labels.items()))
+    def add(self, name: str, kind: str, help_text: str, value: float, /, **labels: str) -> None:
+        names = tuple(sorted(labels))
+        family = self.families.setdefault(name, _Family(kind, help_text, names))
+        if family.labelnames != names:
+            return  # two keys collided into one name with other labels: keep the first
+        key = tuple(labels[n] for n in names)
         family.samples[key] = family.samples.get(key, 0) + value
 
-    def text(self) -> str:
-        lines: list[str] = []
-        for name, family in self.families.items():
-            lines.append(f"# HELP {name} {_escape_help(family.help)}")
-            lines.append(f"# TYPE {name} {family.kind}")
-            for labels, value in family.samples.items():
-                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                lines.append(
-                    f"{name}{{{body}}} {_number(value)}" if body else f"{name} {_number(value)}"
-                )
-        return "\n".join(lines) + "\n"
+    def metrics(self) -> Iterator[Metric]:
+        for name, f in self.families.items():
+            metric: CounterMetricFamily | GaugeMetricFamily
+            if f.kind == "counter":  # the library adds the _total suffix back
+                metric = CounterMetricFamily(name, f.help, labels=f.labelnames)
+            else:
+                metric = GaugeMetricFamily(name, f.help, labels=f.labelnames)
+            for values, value in f.samples.items():
+                metric.add_metric(list(values), value)
+            yield metric
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def _metric_name(key: str) -> str:
-    return "wae_" + _BAD_NAME_CHARS.sub("_", key)
-
-
-_GATEWAY_HELP = {
-    "webhooks": "POST /webhook requests by HTTP status answered.",
-    "handshakes": "GET /webhook subscribe handshakes by result.",
-    "signature_failures": "Webhooks refused 401, by why the signature failed.",
-    "messages": "Webhook items by kind (text, status, non_text, invalid, ...).",
-    "non_text_messages": "Non-text messages acknowledged, by type.",
-    "statuses": "Status updates acknowledged, by status.",
-    "submissions": "Messages submitted to the engine, by result and reason.",
-    "outcomes": "Outcomes collected from the engine, by status and reason.",
-    "engine_errors": "Engine calls that raised, by call.",
-}
-"""What each gateway counter counts (its HELP line)."""
-
-
-class GatewayCounters:
-    """The gateway's own counters; touched only on the event loop (no lock needed)."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[tuple[str, Labels]] = Counter()
-
-    def inc(self, name: str, n: int = 1, /, **labels: str) -> None:
-        """Add ``n`` to the counter ``name`` (a key of ``_GATEWAY_HELP``) with ``labels``."""
-        if name not in _GATEWAY_HELP:
-            raise KeyError(f"unknown gateway counter {name!r}")
-        self._counts[(name, tuple(sorted(labels.items())))] += n
-
-    def get(self, name: str, /, **labels: str) -> int:
-        """The value of one sample (0 if never counted)."""
-        return self._counts[(name, tuple(sorted(labels.items())))]
-
-    def total(self, name: str, /, **labels: str) -> int:
-        """The sum over every sample of ``name`` whose labels include ``labels``."""
-        want = set(labels.items())
-        return sum(v for (n, lab), v in self._counts.items() if n == name and want <= set(lab))
-
-    def add_to(self, out: _Exposition) -> None:
-        for (name, labels), value in sorted(self._counts.items()):
-            help_text = _GATEWAY_HELP[name]
-            out.add(f"wae_gateway_{name}_total", "counter", help_text, value, **dict(labels))
-
-
-def _add_counter_key(out: _Exposition, key: str, value: Any) -> None:
-    """One key of ``stats()["counters"]``: outcomes/rejections get labels, others a name."""
+def _add_counter_key(out: _Families, key: str, value: int) -> None:
+    """One key of ``stats().counters``: outcomes/rejections get labels, others a name."""
     role = ""
     rest = key
     for candidate in _ROLES:
@@ -192,15 +157,15 @@ def _add_counter_key(out: _Exposition, key: str, value: Any) -> None:
         out.add(_metric_name(key) + "_total", "counter", f"Engine counter {key}.", value)
 
 
-def _add_actor(out: _Exposition, actor: Mapping[str, Any]) -> None:
-    role, name = str(actor.get("role", "")), str(actor.get("name", ""))
-    for stat, help_text in (
-        ("depth", "Items the engine holds at this actor."),
-        ("capacity", "The actor's declared capacity (its bound on depth)."),
-        ("restarts", "Restarts of this actor by its supervisor."),
-        ("generation", "The generation of the actor's current incarnation."),
+def _add_actor(out: _Families, actor: ActorStats) -> None:
+    role, name = actor.role, actor.name
+    for stat, value, help_text in (
+        ("depth", actor.depth, "Items the engine holds at this actor."),
+        ("capacity", actor.capacity, "The actor's declared capacity (its bound on depth)."),
+        ("restarts", actor.restarts, "Restarts of this actor by its supervisor."),
+        ("generation", actor.generation, "The generation of the actor's current incarnation."),
     ):
-        out.add(f"wae_actor_{stat}", "gauge", help_text, actor.get(stat), role=role, name=name)
+        out.add(f"wae_actor_{stat}", "gauge", help_text, value, role=role, name=name)
     out.add(
         "wae_actor_state",
         "gauge",
@@ -208,12 +173,11 @@ def _add_actor(out: _Exposition, actor: Mapping[str, Any]) -> None:
         1,
         role=role,
         name=name,
-        state=str(actor.get("state", "")),
+        state=actor.state,
     )
     if role != "account":
-        return  # the other roles' counters are in stats()["counters"] already
-    counters = actor.get("counters") or {}
-    for key, value in sorted(counters.items()):
+        return  # the other roles' counters are in stats().counters already
+    for key, value in sorted(actor.counters.items()):
         base = "wae_account_" + _BAD_NAME_CHARS.sub("_", key)
         if key.rsplit(".", 1)[-1] in _GAUGE_LEAVES:
             out.add(base, "gauge", f"Account level {key}.", value, account=name)
@@ -221,9 +185,9 @@ def _add_actor(out: _Exposition, actor: Mapping[str, Any]) -> None:
             out.add(base + "_total", "counter", f"Account counter {key}.", value, account=name)
 
 
-def render(stats: Mapping[str, Any] | None, gateway: GatewayCounters) -> str:
-    """The Prometheus text for ``stats`` (None when the engine is down) and ``gateway``."""
-    out = _Exposition()
+def engine_families(stats: StatsReply | None) -> list[Metric]:
+    """The metric families of ``stats`` (None when the engine is down: only ``wae_engine_up``)."""
+    out = _Families()
     out.add(
         "wae_engine_up",
         "gauge",
@@ -232,27 +196,185 @@ def render(stats: Mapping[str, Any] | None, gateway: GatewayCounters) -> str:
     )
     if stats is not None:
         out.add(
-            "wae_in_flight",
-            "gauge",
-            "Accepted messages without an outcome yet.",
-            stats.get("in_flight"),
+            "wae_in_flight", "gauge", "Accepted messages without an outcome yet.", stats.in_flight
         )
-        oldest = stats.get("oldest_in_flight_s")
         out.add(
             "wae_oldest_in_flight_seconds",
             "gauge",
             "Age of the oldest message in flight.",
-            oldest or 0.0,
+            stats.oldest_in_flight_s or 0.0,
         )
         out.add(
-            "wae_router_generation",
-            "gauge",
-            "Generation of the router.",
-            stats.get("router_generation"),
+            "wae_router_generation", "gauge", "Generation of the router.", stats.router_generation
         )
-        for key, value in sorted((stats.get("counters") or {}).items()):
+        for key, value in sorted(stats.counters.items()):
             _add_counter_key(out, key, value)
-        for actor in stats.get("actors") or ():
+        for actor in stats.actors:
             _add_actor(out, actor)
-    gateway.add_to(out)
-    return out.text()
+    return list(out.metrics())
+
+
+class EngineCollector:
+    """A custom collector: the families of the stats snapshot the scrape just fetched.
+
+    Stats come from a blocking engine call, which a collector must not make: the scrape
+    handler fetches them on the engine thread and sets :attr:`stats` before generating.
+    """
+
+    def __init__(self) -> None:
+        self.stats: StatsReply | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        return engine_families(self.stats)
+
+
+# --- the gateway's own metrics -----------------------------------------------------------
+
+_GATEWAY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "webhooks": ("POST /webhook requests by HTTP status answered.", ("code",)),
+    "handshakes": ("GET /webhook subscribe handshakes by result.", ("result",)),
+    "signature_failures": ("Webhooks refused 401, by why the signature failed.", ("why",)),
+    "messages": ("Webhook items by kind (text, status, non_text, invalid, ...).", ("kind",)),
+    "non_text_messages": ("Non-text messages acknowledged, by type.", ("type",)),
+    "statuses": ("Status updates acknowledged, by status.", ("status",)),
+    "submissions": (
+        "Messages submitted to the engine, by result and reason.",
+        ("reason", "result"),
+    ),
+    "outcomes": ("Outcomes collected from the engine, by status and reason.", ("reason", "status")),
+    "engine_errors": ("Engine calls that raised, by call.", ("call",)),
+}
+"""Each gateway counter: what it counts (its HELP line) and its label names."""
+
+
+class GatewayCounters:
+    """The gateway's own counters, ``wae_gateway_<name>_total``; touched only on the event loop.
+
+    Args:
+        registry: where the counters are registered (default: a registry of their own).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self._counters = {
+            name: Counter(f"wae_gateway_{name}", help_text, labels, registry=registry)
+            for name, (help_text, labels) in _GATEWAY.items()
+        }
+
+    def inc(self, name: str, n: int = 1, /, **labels: str) -> None:
+        """Add ``n`` to the counter ``name`` (a key of ``_GATEWAY``) with ``labels``.
+
+        Raises:
+            KeyError: ``name`` is no gateway counter.
+            ValueError: ``labels`` are not that counter's label names.
+        """
+        if name not in self._counters:
+            raise KeyError(f"unknown gateway counter {name!r}")
+        self._counters[name].labels(**labels).inc(n)
+
+    def _samples(self, name: str) -> Iterator[tuple[dict[str, str], int]]:
+        # Read through collect(): labels() would create the series it is asked about.
+        total = f"wae_gateway_{name}_total"
+        for metric in self._counters[name].collect():
+            for sample in metric.samples:
+                if sample.name == total:
+                    yield sample.labels, int(sample.value)
+
+    def get(self, name: str, /, **labels: str) -> int:
+        """The value of one sample (0 if never counted)."""
+        return sum(v for lab, v in self._samples(name) if lab == labels)
+
+    def total(self, name: str, /, **labels: str) -> int:
+        """The sum over every sample of ``name`` whose labels include ``labels``."""
+        want = set(labels.items())
+        return sum(v for lab, v in self._samples(name) if want <= set(lab.items()))
+
+
+class SubmitTimes:
+    """When each accepted message was submitted, until its outcome is collected.
+
+    Pure (the caller passes ``now``). At most ``max_pending`` ids are kept: past that the
+    oldest is forgotten (its outcome goes unobserved), so an engine that lost outcomes
+    cannot grow the gateway.
+
+    Args:
+        max_pending: the most ids kept; the engine's own bound on messages in flight fits.
+    """
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max(1, max_pending)
+        self.forgotten = 0
+        self._at: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def start(self, message_ids: Iterable[str], now: float) -> frozenset[str]:
+        """Note ``now`` for each id not already pending; returns the ids noted.
+
+        Called before the submission, so no outcome can arrive before its start. An id
+        already pending (a redelivery, refused as a duplicate) keeps its first time.
+        """
+        noted = set()
+        for message_id in message_ids:
+            if message_id in self._at:
+                continue
+            while len(self._at) >= self.max_pending:
+                del self._at[next(iter(self._at))]  # dicts keep insertion order: the oldest
+                self.forgotten += 1
+            self._at[message_id] = now
+            noted.add(message_id)
+        return frozenset(noted)
+
+    def cancel(self, message_ids: Iterable[str]) -> None:
+        """Forget ids whose submission was refused or failed: no outcome will come."""
+        for message_id in message_ids:
+            self._at.pop(message_id, None)
+
+    def finish(self, message_id: str, now: float) -> float | None:
+        """Seconds from the submission of ``message_id`` to ``now`` (None if not pending)."""
+        at = self._at.pop(message_id, None)
+        return None if at is None else max(0.0, now - at)
+
+
+class GatewayMetrics:
+    """The gateway's registry: the engine collector, the counters, the latency histogram.
+
+    Attributes:
+        registry: this gateway's ``CollectorRegistry``.
+        counters: the gateway's own counters.
+        latency: ``wae_gateway_outcome_latency_seconds{status}``.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._engine = EngineCollector()
+        self.registry.register(self._engine)  # first: engine families lead the text
+        self.counters = GatewayCounters(self.registry)
+        self.latency = Histogram(
+            "wae_gateway_outcome_latency_seconds",
+            "Seconds from submitting an accepted message to collecting its outcome, by status.",
+            ("status",),
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
+
+    def observe(self, status: str, seconds: float) -> None:
+        """One outcome of ``status``, ``seconds`` after its submission."""
+        self.latency.labels(status=status).observe(seconds)
+
+    def exposition(self, stats: StatsReply | None, accept: str = "") -> tuple[bytes, str]:
+        """The body and content type of ``/metrics`` for ``stats`` (None: the engine is down).
+
+        Args:
+            stats: the engine's stats, fetched for this scrape.
+            accept: the scraper's ``Accept`` header: the library picks the format it
+                asks for (OpenMetrics, say), else the Prometheus text format 0.0.4.
+        """
+        encoder, content_type = choose_encoder(accept)
+        self._engine.stats = stats
+        try:
+            body = encoder(self.registry)
+        finally:
+            self._engine.stats = None  # a snapshot serves one scrape only
+        return body, content_type

@@ -223,14 +223,13 @@ class Driver:
         stats = self.sampler.last_stats
         if stats is None:
             return
-        actors = [a for a in stats["actors"] if a["pid"] and a["state"] == "up"]
-        supervisor = next((a["pid"] for a in actors if a["role"] == "supervisor"), None)
-        accounts = [a for a in actors if a["role"] == "account"]
+        actors = [a for a in stats.actors if a.pid and a.state == "up"]
+        supervisor = next((a.pid for a in actors if a.role == "supervisor"), None)
+        accounts = [a for a in actors if a.role == "account"]
         victims = [self._rng.choice(accounts)] if accounts else []
         if self.opts.kill_router:
-            victims += [a for a in actors if a["role"] == "router"]
+            victims += [a for a in actors if a.role == "router"]
         for a in victims:
-            delivered = procs.kill(a["pid"], expected_parent=supervisor)
-            self.phases.kills.append(
-                Kill(now - self._t0, a["role"], a["name"], a["pid"], delivered)
-            )
+            assert a.pid is not None  # only actors with a pid were kept
+            delivered = procs.kill(a.pid, expected_parent=supervisor)
+            self.phases.kills.append(Kill(now - self._t0, a.role, a.name, a.pid, delivered))

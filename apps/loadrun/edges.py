@@ -20,7 +20,7 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from protocols import ProviderSpec, Scalar
+from protocols import ActorStats, ProviderSpec, Scalar, StatsReply
 
 from .options import RunOptions
 
@@ -190,36 +190,32 @@ def make_edges(opts: RunOptions) -> Edges:
     return FakeEdges(opts) if opts.edges == "fake" else Edges(opts)
 
 
-def pool_stats(stats: dict[str, Any] | None) -> dict[str, Any]:
+def pool_stats(stats: StatsReply | None) -> dict[str, Any]:
     """The AI pool's entry of ``engine.stats()``: depth, capacity, its providers' counters."""
-    pool = next((a for a in (stats or {}).get("actors", []) if a["role"] == "ai_pool"), None)
+    pool = stats.actor("ai_pool") if stats else None
     if pool is None:
         return {}
-    extra = pool.get("extra") or {}
     return {
-        "depth": int(pool["depth"]),
-        "capacity": int(pool["capacity"]),
-        "provider_stats": dict(extra.get("provider_stats") or {}),
+        "depth": pool.depth,
+        "capacity": pool.capacity,
+        "provider_stats": {name: dict(c) for name, c in pool.provider_stats.items()},
     }
 
 
-def account_stats(stats: dict[str, Any] | None) -> dict[str, Any]:
+def account_stats(stats: StatsReply | None) -> dict[str, Any]:
     """The accounts' transport counters: the busiest account's in full, and the maxima.
 
     "Busiest" is the account with the highest ``transport.peak_http`` (HTTP calls held at
     once); ``transport.*`` counters exist only for transports that keep them (``cloud_api``).
     """
-    accounts = [a for a in (stats or {}).get("actors", []) if a["role"] == "account"]
+    accounts = stats.of_role("account") if stats else ()
     if not accounts:
         return {}
 
-    def transport(a: dict[str, Any]) -> dict[str, int]:
-        counters = a.get("counters") or {}
-        return {
-            k[len("transport.") :]: int(v) for k, v in counters.items() if k[:10] == "transport."
-        }
+    def transport(a: ActorStats) -> dict[str, int]:
+        return {k[len("transport.") :]: v for k, v in a.counters.items() if k[:10] == "transport."}
 
-    rows = [(a["name"], transport(a)) for a in accounts]
+    rows = [(a.name, transport(a)) for a in accounts]
     name, one = max(rows, key=lambda r: (r[1].get("peak_http", 0), r[0]))
     return {
         "accounts": len(rows),

@@ -10,7 +10,8 @@ import sys
 from typing import Any
 
 from actors import EngineConfig
-from protocols import ShutdownReport
+from actors.router.requests import MAX_EVENTS
+from protocols import ShutdownReport, StatsReply
 
 from .driver import Phases
 from .edges import account_stats, pool_stats
@@ -25,7 +26,6 @@ GROWTH_LIMIT_PCT = 5.0
 """Soak: an actor process growing more than this from the middle to the end is flagged."""
 
 _SENT_MEMORY = 10_000  # AccountCore's default sent_memory; not a config key
-_ROUTER_EVENTS = 1_000  # actors.router.actor.MAX_EVENTS
 
 
 def build(
@@ -100,7 +100,7 @@ def build(
         "shutdown": _shutdown(shutdown),
         "leftover_processes": leftover_pids,
         "dead_letters": dead_letters,
-        "engine_counters": (sampler.last_stats or {}).get("counters", {}),
+        "engine_counters": dict(sampler.last_stats.counters) if sampler.last_stats else {},
         "stats_failures": sampler.failures,
         "baseline": baseline,
         "ratios": _ratios(throughput, lat, baseline),
@@ -153,19 +153,17 @@ def _soak(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _restarts(sampler: Sampler, phases: Phases) -> dict[str, Any]:
-    stats = sampler.last_stats or {"actors": [], "counters": {}}
+    stats = sampler.last_stats or StatsReply(in_flight=0)
     by_role: dict[str, int] = {}
-    for a in stats["actors"]:
-        by_role[a["role"]] = by_role.get(a["role"], 0) + int(a["restarts"])
-    c = stats["counters"]
+    for a in stats.actors:
+        by_role[a.role] = by_role.get(a.role, 0) + a.restarts
+    c = stats.counters
     return {
         "total": int(c.get("restarts", 0)),
         "by_role": by_role,
         "router_relocations": int(c.get("router_relocations", 0)),
         "readmitted": int(c.get("readmitted", 0)),
-        "failed_actors": [
-            f"{a['role']}:{a['name']}" for a in stats["actors"] if a["state"] == "failed"
-        ],
+        "failed_actors": [f"{a.role}:{a.name}" for a in stats.actors if a.state == "failed"],
         "kills": [dataclasses.asdict(k) for k in phases.kills],
     }
 
@@ -174,13 +172,13 @@ def _bounds(
     cfg: EngineConfig, tracker: Tracker, sampler: Sampler, phases: Phases
 ) -> list[dict[str, Any]]:
     """Each bounded structure: its peak against its cap, and how long it stayed there."""
-    stats = sampler.last_stats or {"actors": [], "counters": {}}
-    c = stats["counters"]
+    stats = sampler.last_stats or StatsReply(in_flight=0)
+    c = stats.counters
     # A failed or restarting actor reports capacity 0: fall back to what the config implies.
-    caps = {a["role"]: a["capacity"] for a in stats["actors"] if a["capacity"]}
-    accounts = [a for a in stats["actors"] if a["role"] == "account"]
-    acc = [a.get("counters") or {} for a in accounts]
-    account_cap = max((a["capacity"] for a in accounts), default=0) or cfg.max_concurrent_processing
+    caps = {a.role: a.capacity for a in stats.actors if a.capacity}
+    accounts = stats.of_role("account")
+    acc = [a.counters for a in accounts]
+    account_cap = max((a.capacity for a in accounts), default=0) or cfg.max_concurrent_processing
     peaks = sampler.peaks
     mcp = cfg.max_concurrent_processing
     ledger_cap = mcp * (1 + cfg.max_pending_per_customer) + cfg.max_uncollected_outcomes
@@ -289,7 +287,7 @@ def _bounds(
             "router: account events kept",
             None,
             None,
-            _ROUTER_EVENTS,
+            MAX_EVENTS,
             "router MAX_EVENTS",
             f"{int(c.get('router.events_dropped', 0)):,} dropped",
         ),

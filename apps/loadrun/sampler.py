@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from actors import Engine, EngineError
+from protocols import StatsReply
 
 from . import procs
 
@@ -41,8 +42,8 @@ class Sampler:
         self.engine = engine
         self.multiproc = engine.base.startswith("multiproc")
         self.rows: list[dict[str, Any]] = []
-        self.last_stats: dict[str, Any] | None = None
-        self.first_stats: dict[str, Any] | None = None
+        self.last_stats: StatsReply | None = None
+        self.first_stats: StatsReply | None = None
         self.failures = 0
         self.peaks: dict[str, float] = {}
         self.snapshots: dict[str, dict[str, tuple[int, int]]] = {}  # moment -> proc -> (pid, kB)
@@ -84,10 +85,10 @@ class Sampler:
     # -- gauges -------------------------------------------------------------------------------
 
     @staticmethod
-    def _gauges(stats: dict[str, Any]) -> dict[str, int]:
-        c = stats["counters"]
+    def _gauges(stats: StatsReply) -> dict[str, int]:
+        c = stats.counters
         g = {
-            "in_flight": int(stats["in_flight"]),
+            "in_flight": stats.in_flight,
             "gate_processing": int(c.get("router.gate.processing", 0)),
             "gate_queued": int(c.get("router.gate.queued", 0)),
             "uncollected": int(c.get("router.outcomes_ready", 0)),
@@ -103,16 +104,16 @@ class Sampler:
             "http_in_flight": 0,  # transport.in_http, summed over the accounts
             "account_http_max": 0,  # transport.in_http of the busiest account
         }
-        for a in stats["actors"]:
-            if a["role"] == "router":
-                g["router_depth"] = int(a["depth"])
-            elif a["role"] == "ai_pool":
-                g["pool_depth"] = int(a["depth"])
-                ps = (a.get("extra") or {}).get("provider_stats") or {}
+        for a in stats.actors:
+            if a.role == "router":
+                g["router_depth"] = a.depth
+            elif a.role == "ai_pool":
+                g["pool_depth"] = a.depth
+                ps = a.provider_stats
                 g["provider_in_flight"] = sum(int(p.get("in_flight", 0)) for p in ps.values())
-            elif a["role"] == "account":
-                ac = a.get("counters") or {}
-                g["account_depth_max"] = max(g["account_depth_max"], int(a["depth"]))
+            elif a.role == "account":
+                ac = a.counters
+                g["account_depth_max"] = max(g["account_depth_max"], a.depth)
                 g["recipients_max"] = max(g["recipients_max"], int(ac.get("recipients", 0)))
                 g["recipients_sum"] += int(ac.get("recipients", 0))
                 g["sent_memory_max"] = max(g["sent_memory_max"], int(ac.get("sent_memory", 0)))
@@ -123,7 +124,7 @@ class Sampler:
 
     # -- memory -------------------------------------------------------------------------------
 
-    def _rss(self, stats: dict[str, Any]) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    def _rss(self, stats: StatsReply) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
         per_proc: dict[str, tuple[int, int]] = {}
         gateway = procs.rss_kb(os.getpid()) or 0
         per_proc["gateway"] = (os.getpid(), gateway)
@@ -131,8 +132,8 @@ class Sampler:
         rss["gateway"] = gateway
         if not self.multiproc:
             return rss, per_proc  # every actor lives in this process
-        admin = stats.get("admin_pid")
-        actor_pids = {a["pid"] for a in stats["actors"] if a["pid"]}
+        admin = stats.admin_pid
+        actor_pids = {a.pid for a in stats.actors if a.pid}
         if admin:
             self._find_logger(admin, actor_pids)
             kb = procs.rss_kb(admin)
@@ -144,20 +145,19 @@ class Sampler:
             if kb is not None:
                 rss["logger"] = kb
                 per_proc["logger"] = (self._logger_pid, kb)
-        for a in stats["actors"]:
-            if not a["pid"]:
+        for a in stats.actors:
+            if not a.pid:
                 continue
-            kb = procs.rss_kb(a["pid"])
+            kb = procs.rss_kb(a.pid)
             if kb is None:
                 continue
-            role = a["role"]
-            if role == "account":
+            if a.role == "account":
                 rss["accounts"] += kb
                 rss["account_max"] = max(rss["account_max"], kb)
-                per_proc[f"account:{a['name']}"] = (a["pid"], kb)
-            elif role in rss:
-                rss[role] = kb
-                per_proc[role] = (a["pid"], kb)
+                per_proc[f"account:{a.name}"] = (a.pid, kb)
+            elif a.role in rss:
+                rss[a.role] = kb
+                per_proc[a.role] = (a.pid, kb)
         return rss, per_proc
 
     def _find_logger(self, admin: int, actor_pids: set[int]) -> None:
