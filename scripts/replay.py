@@ -30,14 +30,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
-from actors.config import load_config
-from actors.errors import ConfigError, EngineError
-from actors.logging import configure_logging
-from apps.gateway import load_gateway_config, start_engine
-from apps.replay import ReplayReport, replay_journal, scan_journal
-from apps.replay.gateway import GatewayTarget, webhook_payload
+# Run as a file from a checkout: its packages, from any working directory.
+if (_root := str(Path(__file__).resolve().parents[1])) not in sys.path:
+    sys.path.insert(0, _root)
+
+from apps.deps import CORE, CORE_INSTALL, HTTP, HTTP_INSTALL, missing, require
+
+require("replay.py", CORE, CORE_INSTALL)  # one line, not a traceback, when they are missing
+
+from actors.config import load_config  # noqa: E402
+from actors.errors import ConfigError, EngineError  # noqa: E402
+from actors.logging import configure_logging  # noqa: E402
+from apps.gateway.config import load_gateway_config  # noqa: E402
+from apps.replay import ReplayReport, replay_journal, scan_journal  # noqa: E402
+from apps.replay.gateway import GatewayTarget, webhook_payload  # noqa: E402
 
 __all__ = ["GatewayTarget", "main", "parse_args", "run", "webhook_payload"]
 
@@ -175,6 +184,11 @@ def _run_engine(args: argparse.Namespace, out: TextIO) -> int:
     journal = args.journal or config.engine.dead_letter_path
     if args.dry_run:
         return _dry_run(args, out, journal, (a.account_id for a in config.accounts))
+    if gone := missing(HTTP):  # the gateway's start_engine lives with its aiohttp server
+        needs = ", ".join(gone)
+        raise ConfigError(f"--config starts an engine here, which needs {needs}: {HTTP_INSTALL}")
+    from apps.gateway.app import start_engine
+
     try:
         engine = start_engine(config)
     except EngineError as exc:

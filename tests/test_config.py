@@ -127,6 +127,49 @@ def test_an_unreadable_or_broken_toml_file_is_a_config_error(tmp_path: Path) -> 
         load_config(broken, env={})
 
 
+def test_a_misspelled_engine_table_is_refused_naming_it_and_the_right_one(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text("[engin]\nmax_instances = 3\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown table \[engin\] in '.*engine\.toml'; did you mean \[engine\]\?$",
+    ):
+        load_config(path, env={})
+
+
+def test_a_misspelled_engine_table_is_refused_even_beside_a_right_one(tmp_path: Path) -> None:
+    # Keys under the typo would be silently lost while [engine] loads.
+    path = tmp_path / "engine.toml"
+    path.write_text("[engine]\nmax_instances = 3\n\n[Engine]\nmax_providers = 2\n")
+    with pytest.raises(ConfigError, match=r"unknown table \[Engine\].*did you mean \[engine\]"):
+        load_config(path, env={})
+
+
+def test_a_file_without_an_engine_table_is_refused_naming_the_tables_it_has(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('[gateway]\nport = 8080\n\n[[accounts]]\naccount_id = "a-1"\n')
+    with pytest.raises(
+        ConfigError,
+        match=r"^no \[engine\] table in '.*gateway\.toml' \(it has \[gateway\], \[accounts\]\)",
+    ):
+        load_config(path, env={})
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"no \[engine\] table .*\(it has no tables\)"):
+        load_config(empty, env={})
+
+
+def test_a_gateway_file_with_an_engine_table_and_its_own_tables_loads(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        "[gateway]\nport = 8080\n\n[engine]\nmax_listeners = 7\n\n"
+        '[[accounts]]\naccount_id = "a-1"\n\n[[providers]]\nname = "echo"\nkind = "echo"\n'
+    )
+    assert load_config(path, env={}) == EngineConfig(max_listeners=7)
+
+
 def test_environment_variables_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "engine.toml"
     path.write_text("[engine]\nmax_instances = 20\n")

@@ -15,6 +15,7 @@ from typing import Any
 from actors import BASES, EngineConfig
 from actors.config import loading, settings
 from actors.errors import ConfigError
+from apps.deps import HTTP_INSTALL
 
 from .traffic import MAX_CUSTOMERS
 
@@ -237,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default processing_timeout_s + 15)",
     )
     modes.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    modes.add_argument("--log-level", default="WARNING", help="engine log level on stderr")
+    modes.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="level of the run's log file in the temp directory, summed up in the report "
+        "(WARNING); ERROR and above also reach stderr",
+    )
     return p
 
 
@@ -288,7 +294,7 @@ def check(opts: RunOptions) -> list[str]:
         if embedded_only:
             problems.append(f"{', '.join(embedded_only)}: for --edges embedded only")
         if importlib.util.find_spec("aiohttp") is None:
-            problems.append("--edges fake needs aiohttp: pip install 'wa-actor-engine[http]'")
+            problems.append(f"--edges fake needs aiohttp: {HTTP_INSTALL}")
     elif opts.provider_jitter > 0 and "jitter_s" not in _echo_options():
         problems.append(
             "--provider-jitter: the echo provider of this engine has no 'jitter_s' option "

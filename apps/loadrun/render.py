@@ -294,5 +294,35 @@ def render(r: dict[str, Any]) -> str:
                 ],
             ],
         )
+    out += _log_lines(r.get("log"))
     out += ["", verdict(r)]
     return "\n".join(out)
+
+
+_LOG_HEADER = ("count", "level", "from", "message (numbers as N)")
+
+
+def _log_lines(log: dict[str, Any] | None) -> list[str]:
+    """The engine's warnings and errors, counted from the run's log file (see ``runlog``)."""
+    if log is None:  # run() called directly: the caller chose the sinks
+        return []
+    records = log["records"]
+    where = f"log: {log['path']}" if log["path"] else "no log file kept"
+    if not records:
+        return ["", f"warnings during the run: none at {log['level']} or above ({where})"]
+    counts = ", ".join(f"{n:,} {level}" for level, n in records.items())
+    lines = [
+        "",
+        f"warnings during the run: {counts} ({where}; stderr showed "
+        f"{log['console_level']} and above)",
+    ]
+    rows = [(f"{k['count']:,}", k["level"], k["who"], k["kind"]) for k in log["kinds"]]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(_LOG_HEADER)]
+    for n, row in enumerate([_LOG_HEADER, *rows]):
+        texts = [v.ljust(w) for v, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  " + "  ".join([row[0].rjust(widths[0]), *texts]).rstrip())
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if log["more_kinds"]:
+        lines.append(f"  ... and {log['more_kinds']} more kinds of message")
+    return lines

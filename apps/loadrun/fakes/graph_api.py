@@ -15,6 +15,7 @@ It serves ``POST /{version}/{phone_number_id}/messages`` on ``127.0.0.1`` and a 
 with aiohttp.web, on an event loop in a background thread, and answers like Graph: 200
 ``{"messages":[{"id":"wamid.FAKE<n>"}]}``, or ``{"error":{...}}`` with a code. A request
 whose bearer token is not the expected one gets 401 with code 190, as from Graph.
+``GET /received`` lists the requests kept, as JSON (the gateway's ``--demo`` points at it).
 
 Which :class:`Behaviour` answers a call, first match wins:
 
@@ -241,6 +242,7 @@ class FakeGraphAPI:
         self._release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/{version}/{phone_number_id}/messages", self._handle)
+        app.router.add_get("/received", self._list_received)
         # A short shutdown grace: hanging calls are released first, so none needs long.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -253,6 +255,14 @@ class FakeGraphAPI:
             self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _list_received(self, request: web.Request) -> web.Response:
+        """``GET /received``: the requests kept (path, recipient, JSON body), oldest first."""
+        with self._lock:
+            kept = [{"path": r.path, "to": r.to, "body": r.body} for r in self._received]
+            count = self._count
+        text = json.dumps({"count": count, "received": kept}, indent=2) + "\n"
+        return web.Response(text=text, content_type="application/json")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
