@@ -40,3 +40,18 @@ def test_the_gateway_config_example_in_readme_loads(tmp_path: Path) -> None:
     assert [a.account_id for a in config.accounts] == ["shop-main"]
     assert [p.name for p in config.providers] == ["gpt", "local"]
     resolve_secrets(config, env)
+
+
+def test_every_file_readme_names_in_the_repository_exists() -> None:
+    # The Architecture section walks a message through files by name; a move must update it.
+    root = README.parent
+    text = README.read_text()
+    named = set(re.findall(r"`((?:actors|protocols|apps|scripts|tests)/[\w/.]+\.py)`", text))
+    # Inside the actors package README writes `cores/gate.py`, `pool/roster.py`, ...
+    roles = "config|cores|runtime|engine|supervisor|router|pool|account"
+    named |= {f"actors/{p}" for p in re.findall(rf"`((?:{roles})/\w+\.py)`", text)}
+    for section in re.findall(r"`((?:actors|apps)/\w+)/`", text):
+        assert (root / section).is_dir(), f"README names {section}/, which does not exist"
+    assert len(named) >= 20, named  # the message path alone names more than that
+    missing = sorted(p for p in named if not (root / p).is_file())
+    assert missing == [], f"README names files that do not exist: {missing}"
