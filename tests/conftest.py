@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from actors.config import EngineConfig
 from actors.engine import Engine
@@ -15,6 +16,14 @@ from actors.runtime import procs as _procs
 from protocols import ProviderSpec
 
 BASES = ["simpleSystemBase", "multiprocTCPBase"]
+
+# Property tests judge behaviour, never speed: no per-example deadline (200 ms by default)
+# and no health check failing because a busy machine generated the examples slowly.
+# Loaded here, before any test module builds its own settings on top of it.
+settings.register_profile(
+    "behaviour-not-speed", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("behaviour-not-speed")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from actors.engine import Engine
-from protocols import InboundMessage, Outcome
+from protocols import ActorStats, InboundMessage, Outcome
 
 
 def inbound(
@@ -45,8 +45,9 @@ def wait_for(
     raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
 
 
-def actor(engine: Engine, role: str, name: str | None = None) -> dict:
-    for entry in engine.stats()["actors"]:
-        if entry["role"] == role and (name is None or entry["name"] == name):
-            return entry
-    raise AssertionError(f"no {role} {name} in stats")
+def actor(engine: Engine, role: str, name: str | None = None) -> ActorStats:
+    """The stats entry of one actor (the first of ``role`` when no ``name``)."""
+    entry = engine.stats().actor(role, name)
+    if entry is None:
+        raise AssertionError(f"no {role} {name} in stats")
+    return entry

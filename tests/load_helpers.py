@@ -5,10 +5,16 @@ seconds and collects whatever outcomes are ready in between, recording when each
 was accepted and when its outcome arrived. The engine serialises its calls anyway, so one
 thread doing both keeps the test deterministic in what it asks; the test's main thread is
 free to kill processes, call ``shutdown()`` or reprogram a fake meanwhile.
+
+Deadlines are checked without timing the test's own thread (``Load.late``): the facade times
+a message out at ``deadline + LEDGER_GRACE_S`` whenever ``outcomes()`` is called, so an
+outcome that a collection starting past that moment did not return was held too long. How
+often a busy machine lets this thread ask does not change the verdict.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -20,7 +26,11 @@ from actors.engine import Engine
 from actors.runtime import procs as _procs
 from protocols import Accepted, InboundMessage, Outcome, Rejected
 
-__all__ = ["Batch", "Load", "cpu_seconds", "rss_mb"]
+__all__ = ["LEDGER_GRACE_S", "Batch", "Load", "cpu_seconds", "rss_mb"]
+
+LEDGER_GRACE_S = 1.0
+"""The facade's ledger grace (``Engine``'s ``Ledger(grace_s=1.0)``): past ``deadline`` plus
+this, ``outcomes()`` times an unresolved message out itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +47,8 @@ class Load:
     """Submit ``rate_per_s`` messages a second in batches of ``batch``; collect outcomes.
 
     Messages are ``<prefix>.<n>`` from customer ``n % customers`` of account
-    ``accounts[n % len(accounts)]``. Times are ``time.monotonic()``.
+    ``accounts[n % len(accounts)]``. Times are ``time.monotonic()``, except ``due`` and
+    ``asked_before`` (epoch seconds, the clock of ``Accepted.deadline``).
     """
 
     engine: Engine
@@ -50,6 +61,9 @@ class Load:
     accepted: dict[str, float] = field(default_factory=dict)  # id -> time accepted
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)  # id -> time the outcome came
+    due: dict[str, float] = field(default_factory=dict)  # id -> its Accepted.deadline
+    # id -> when the last collection that did not return its outcome began
+    asked_before: dict[str, float] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     batches: list[Batch] = field(default_factory=list)
     second_outcomes: list[str] = field(default_factory=list)
@@ -58,6 +72,7 @@ class Load:
     offered: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _last_ask: float = -math.inf  # when the latest collection began (epoch)
 
     def message(self, n: int) -> InboundMessage:
         return InboundMessage(
@@ -80,7 +95,7 @@ class Load:
         try:
             while not self._stop.is_set():
                 self.submit([self.message(self.offered + k) for k in range(self.batch)])
-                self.take(self.engine.outcomes(timeout=0.0))
+                self.strays += [o.message_id for o in self.collect(timeout=0.0)]
                 due += period
                 self._stop.wait(max(0.0, due - time.monotonic()))
         except BaseException as exc:  # handed to the test by stop()
@@ -95,11 +110,41 @@ class Load:
         for result in results:
             if isinstance(result, Accepted):
                 self.accepted[result.message_id] = returned
+                if result.deadline is not None:
+                    self.due[result.message_id] = result.deadline
             else:
                 self.rejected[result.reason] += 1
         return results
 
+    def collect(self, timeout: float = 0.0) -> list[Outcome]:
+        """Take the outcomes ``engine.outcomes(timeout)`` returns; hand back the others.
+
+        Outcomes whose id does not start with ``<prefix>.`` (a probe the test sent itself)
+        are returned to the caller; every other one goes to :meth:`take`, which records
+        for :meth:`late` when the previous collection (the last that did not return it)
+        began.
+        """
+        asked = time.time()
+        outcomes = self.engine.outcomes(timeout=timeout)
+        mine = f"{self.prefix}."
+        self.take(o for o in outcomes if o.message_id.startswith(mine))
+        self._last_ask = asked
+        return [o for o in outcomes if not o.message_id.startswith(mine)]
+
+    def collect_until(self, until: float) -> list[Outcome]:
+        """Keep collecting until ``time.monotonic()`` reaches ``until``; return the others.
+
+        For a test that waits on purpose while messages are in flight: the facade times out
+        whatever it is asked for only past ``deadline + LEDGER_GRACE_S``, even an outcome the
+        router had ready, so outcomes must keep being collected during the wait.
+        """
+        others: list[Outcome] = []
+        while (left := until - time.monotonic()) > 0:
+            others += self.collect(timeout=min(left, 0.2))
+        return others
+
     def take(self, outcomes: Iterable[Outcome]) -> None:
+        """Record outcomes a collection returned (prefer :meth:`collect`, which times it)."""
         now = time.monotonic()
         for outcome in outcomes:
             mid = outcome.message_id
@@ -110,6 +155,7 @@ class Load:
             else:
                 self.outcomes[mid] = outcome
                 self.arrived[mid] = now
+                self.asked_before[mid] = self._last_ask
 
     def stop(self) -> None:
         """Stop submitting (the thread ends after its current call)."""
@@ -125,7 +171,7 @@ class Load:
         self.stop()
         until = time.monotonic() + deadline_s
         while self.missing and time.monotonic() < until:
-            self.take(self.engine.outcomes(timeout=0.2))
+            self.strays += [o.message_id for o in self.collect(timeout=0.2)]
         self.check_exactly_once()
 
     # --- checks and figures -------------------------------------------------------------
@@ -149,8 +195,22 @@ class Load:
         )
 
     def latencies(self) -> list[float]:
-        """Seconds from acceptance to outcome, per message."""
+        """Seconds from acceptance to outcome as this thread saw them (figures, not checks)."""
         return [self.arrived[mid] - self.accepted[mid] for mid in self.outcomes]
+
+    def late(self, grace_s: float = LEDGER_GRACE_S) -> list[str]:
+        """Messages whose outcome came later than the engine promised, e.g. ``["p.7"]``.
+
+        The facade resolves every message by ``deadline + grace_s``: a collection that
+        began at or past that moment returns its outcome (or a timeout). So an outcome that
+        such a collection did not return, and a later one did, was held too long. True by
+        construction while the engine keeps its deadlines, whatever the scheduler does.
+        """
+        return sorted(
+            mid
+            for mid, asked in self.asked_before.items()
+            if mid in self.due and asked >= self.due[mid] + grace_s
+        )
 
     def summary(self) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses().items()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -24,28 +23,30 @@ TCP = "multiprocTCPBase"
 def test_a_thousand_customers_against_a_one_second_provider_finish_together(
     make_engine: EngineFactory,
 ) -> None:
-    engine = make_engine(TCP, echo={"latency_s": 1.0}, accounts=("acct-1",))
-    started = time.monotonic()
+    # One call at a time would take 1000 s, far past the 30 s deadline: only calls made
+    # side by side can all be replied (the engine's clock judges, not the test's).
+    engine = make_engine(
+        TCP, echo={"latency_s": 1.0}, accounts=("acct-1",), processing_timeout_s=30.0
+    )
     results = engine.submit_many(inbound(i) for i in range(1000))
     assert {type(r).__name__ for r in results} == {"Accepted"}
-    assert engine.stats()["in_flight"] == 1000
+    assert engine.stats().in_flight == 1000
     outcomes = collect(engine, [r.message_id for r in results], deadline_s=60.0)
-    elapsed = time.monotonic() - started
     assert {o.status for o in outcomes.values()} == {"replied"}
-    # One call at a time would take 1000 s; concurrently it is about one latency.
-    assert elapsed < 60.0
     # ... and without a process per call: still one process per actor.
-    assert len([a for a in engine.stats()["actors"] if a["pid"]]) == 4
-    assert actor(engine, "router")["counters"]["gate.peak_processing"] == 1000
+    assert len([a for a in engine.stats().actors if a.pid]) == 4
+    assert actor(engine, "router").counters["gate.peak_processing"] == 1000
 
 
 def test_an_account_keeps_many_sends_in_flight_against_a_slow_transport(
     make_engine: EngineFactory,
 ) -> None:
     engine = make_engine(TCP, echo={})
-    engine.add_account("acct-1", options={"latency_s": 0.2})
+    # Each send lasts 2 s: more than 100 at once needs only 50 replies a second to reach the
+    # account, a small fraction of what it gets even on a busy machine.
+    engine.add_account("acct-1", options={"latency_s": 2.0})
     results = engine.submit_many(inbound(i) for i in range(500))
-    wait_for(lambda: actor(engine, "account", "acct-1")["depth"] > 100, what="sends in flight")
+    wait_for(lambda: actor(engine, "account", "acct-1").depth > 100, what="sends in flight")
     collect(engine, [r.message_id for r in results])
 
 
@@ -82,7 +83,7 @@ def test_limits_and_restarts_are_logged_from_every_actor_process(
         engine = make_engine(TCP, echo={}, max_instances=1, accounts=("acct-1",))
         with pytest.raises(Exception, match="instance limit"):
             engine.add_account("acct-2")
-        os.kill(actor(engine, "account", "acct-1")["pid"], signal.SIGKILL)
+        os.kill(actor(engine, "account", "acct-1").pid, signal.SIGKILL)
         wait_for(lambda: "exited unexpectedly" in log.read_text(), what="the restart log line")
         text = log.read_text()
         assert "instance limit (1) reached" in text
@@ -96,13 +97,13 @@ def test_the_rate_log_sweep_runs_on_a_timer_that_dies_with_the_account(
 ) -> None:
     engine = make_engine(TCP, echo={}, sweep_tick_s=0.05, accounts=("acct-1",))
     wait_for(
-        lambda: actor(engine, "account", "acct-1")["counters"]["sweeps"] >= 3,
+        lambda: actor(engine, "account", "acct-1").counters["sweeps"] >= 3,
         what="three sweep ticks",
     )
-    pid = actor(engine, "account", "acct-1")["pid"]
+    pid = actor(engine, "account", "acct-1").pid
     engine.remove_account("acct-1")
     wait_for(lambda: not _procs.alive(pid), what="the account process to end")
-    assert all(a["role"] != "account" for a in engine.stats()["actors"])
+    assert all(a.role != "account" for a in engine.stats().actors)
 
 
 def test_thespian_log_records_are_routed_into_loguru(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ TCP = "multiprocTCPBase"
 
 
 def _restarts(engine, role: str, name: str | None = None) -> int:  # type: ignore[no-untyped-def]
-    return int(actor(engine, role, name)["restarts"])
+    return int(actor(engine, role, name).restarts)
 
 
 @pytest.mark.parametrize("base", BASES)
@@ -29,7 +29,7 @@ def test_a_handler_that_keeps_failing_on_one_message_is_isolated_and_the_account
     out = collect(engine, ["wamid.1"])["wamid.1"]
     # Each attempt crashes the account; after the third the message ends, not the account.
     assert (out.status, out.reason) == ("failed", "account_failed")
-    wait_for(lambda: actor(engine, "account", "acct-1")["state"] == "up", what="account up")
+    wait_for(lambda: actor(engine, "account", "acct-1").state == "up", what="account up")
     assert _restarts(engine, "account", "acct-1") == 3
     engine.submit(inbound(2, text="fine"))
     assert collect(engine, ["wamid.2"])["wamid.2"].status == "replied"
@@ -41,18 +41,18 @@ def test_a_sigkilled_account_process_is_restarted_and_its_messages_still_end_onc
     engine = make_engine(TCP, echo={"latency_s": 0.05})
     engine.add_account("acct-1", options={"latency_s": 0.3})
     engine.add_account("acct-2", options={"latency_s": 0.3})
-    old_pid = actor(engine, "account", "acct-1")["pid"]
+    old_pid = actor(engine, "account", "acct-1").pid
     ids = [
         r.message_id
         for r in engine.submit_many(inbound(i, account=f"acct-{1 + i % 2}") for i in range(200))
     ]
-    wait_for(lambda: actor(engine, "account", "acct-1")["depth"] > 0, what="sends in flight")
+    wait_for(lambda: actor(engine, "account", "acct-1").depth > 0, what="sends in flight")
     os.kill(old_pid, signal.SIGKILL)
     outcomes = collect(engine, ids)
     assert {o.status for o in outcomes.values()} == {"replied"}
     entry = actor(engine, "account", "acct-1")
-    assert entry["pid"] != old_pid
-    assert entry["restarts"] == 1
+    assert entry.pid != old_pid
+    assert entry.restarts == 1
     assert _restarts(engine, "account", "acct-2") == 0
     sent = engine.ask_child("account", "acct-1", LoopbackSent())
     assert sent.sent_total <= 100  # the new generation sent what the old one had not
@@ -66,16 +66,16 @@ def test_past_the_restart_intensity_an_account_fails_and_its_messages_end_accoun
     engine.subscribe("acct-1", events.append)
     engine.add_account("acct-1", options={"latency_s": 30.0})
     engine.submit(inbound(1))
-    wait_for(lambda: actor(engine, "account", "acct-1")["depth"] == 1, what="send in flight")
-    os.kill(actor(engine, "account", "acct-1")["pid"], signal.SIGKILL)
+    wait_for(lambda: actor(engine, "account", "acct-1").depth == 1, what="send in flight")
+    os.kill(actor(engine, "account", "acct-1").pid, signal.SIGKILL)
     wait_for(
         lambda: (
-            actor(engine, "account", "acct-1")["state"] == "up"
-            and actor(engine, "account", "acct-1")["restarts"] == 1
+            actor(engine, "account", "acct-1").state == "up"
+            and actor(engine, "account", "acct-1").restarts == 1
         ),
         what="first restart",
     )
-    os.kill(actor(engine, "account", "acct-1")["pid"], signal.SIGKILL)
+    os.kill(actor(engine, "account", "acct-1").pid, signal.SIGKILL)
     out = collect(engine, ["wamid.1"])["wamid.1"]
     assert (out.status, out.reason) == ("failed", "account_failed")
     late = engine.submit(inbound(2))
@@ -96,11 +96,11 @@ def test_a_sigkilled_router_or_pool_loses_no_accepted_message(
     results = engine.submit_many(inbound(i) for i in range(300))
     ids = [r.message_id for r in results if isinstance(r, Accepted)]
     assert len(ids) == 300
-    os.kill(actor(engine, role)["pid"], signal.SIGKILL)
+    os.kill(actor(engine, role).pid, signal.SIGKILL)
     outcomes = collect(engine, ids, deadline_s=60.0)
     assert len(outcomes) == 300
     assert {o.status for o in outcomes.values()} == {"replied"}
-    wait_for(lambda: actor(engine, role)["restarts"] == 1, what=f"{role} restart")
+    wait_for(lambda: actor(engine, role).restarts == 1, what=f"{role} restart")
     engine.submit(inbound(1000))
     assert collect(engine, ["wamid.1000"])["wamid.1000"].status == "replied"
     sent = engine.ask_child("account", "acct-1", LoopbackSent())
@@ -123,4 +123,4 @@ def test_a_repeated_request_id_is_answered_again_not_admitted_twice(
     again = system.ask(link.address, batch, 10.0)
     assert isinstance(first, SubmitResults)
     assert again == first
-    assert actor(engine, "router")["counters"]["accepted"] == 1
+    assert actor(engine, "router").counters["accepted"] == 1

@@ -221,7 +221,9 @@ _example = itertools.count()
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     batches=st.lists(st.lists(inbound, max_size=6), min_size=1, max_size=5),

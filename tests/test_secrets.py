@@ -29,7 +29,7 @@ from actors.errors import ConfigError, EngineError
 from actors.pool import ProviderClosedError
 from actors.pool.openai import OpenAIProvider
 from apps.gateway import AccountEntry, Gateway, GatewayConfig, resolve_secrets
-from protocols import AIRequest, OutboundReply, ProviderSpec
+from protocols import AIRequest, OutboundReply, ProviderSpec, StatsReply
 from tests.conftest import EngineFactory
 from tests.engine_helpers import wait_for
 from tests.fakes.graph_api import Behaviour, FakeGraphAPI
@@ -111,8 +111,8 @@ def test_no_secret_appears_in_logs_reprs_stats_reports_metrics_or_errors(
     # Lines written by the account and the pool processes: the sink reached them.
     assert "the Cloud API refused the access token" in log, "the refused Graph token was not met"
     assert "provider llm-refused call failed: api_error:401" in log, "the refused key was not met"
-    pool = next(a for a in stats["actors"] if a["role"] == "ai_pool")
-    llm_stats = pool["extra"]["provider_stats"]["llm"]
+    pool = next(a for a in stats.actors if a.role == "ai_pool")
+    llm_stats = pool.provider_stats["llm"]
     assert llm_stats["errors"] >= 6, llm_stats  # 3 x HTTP 500 and 3 hangs cut at timeout_s
     assert llm.peak >= 1
     assert graph.request_count > 0
@@ -151,7 +151,7 @@ def _wire(engine: Any, graph: FakeGraphAPI, llm: FakeOpenAI) -> None:
 
 def _run_gateway(
     engine: Any, graph: FakeGraphAPI, llm: FakeOpenAI, texts: dict[str, str]
-) -> tuple[Gateway, dict[str, Any]]:
+) -> tuple[Gateway, StatsReply]:
     config = GatewayConfig(
         verify_token_env="SECRETS_VERIFY_TOKEN",
         app_secret_env="SECRETS_APP_SECRET",
@@ -166,7 +166,7 @@ def _run_gateway(
     llm.fail(500, times=3)
     llm.hang(times=3)
     graph.program(Behaviour(status=500), times=5)
-    stats: dict[str, Any] = {}
+    stats: list[StatsReply] = []
     messages = [text_message(f"wamid.s{i}", f"1555000{i:04d}", f"hello {i}") for i in range(30)]
     refused = [text_message(f"wamid.r{i}", f"1555100{i:04d}", "hi") for i in range(5)]
 
@@ -190,8 +190,8 @@ def _run_gateway(
                 lambda: gateway.counters.total("outcomes") == 35, "35 outcomes", deadline_s=20
             )
             loop = asyncio.get_running_loop()
-            stats.update(await loop.run_in_executor(None, engine.stats))
-            texts["stats"] = repr(stats)
+            stats.append(await loop.run_in_executor(None, engine.stats))
+            texts["stats"] = repr(stats[0])
             for path in ("/healthz", "/metrics"):
                 async with http.get(path) as resp:
                     texts[path] = await resp.text()
@@ -223,7 +223,7 @@ def _run_gateway(
     assert gateway.counters.get("outcomes", status="failed", reason="account_auth") == 5
     assert gateway.counters.get("outcomes", status="replied", reason="") == 30
     assert gateway.report is not None
-    return gateway, stats
+    return gateway, stats[0]
 
 
 def _errors(engine: Any, graph: FakeGraphAPI, llm: FakeOpenAI) -> dict[str, str]:

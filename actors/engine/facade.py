@@ -261,12 +261,15 @@ class Engine:
         """Outcomes ready now; if none, wait up to ``timeout`` seconds for the first."""
         with self._lock:
             out = self._take_ready(max_items)
-            out += self._ledger.expire(time.time())
             if self._state is not EngineState.RUNNING:
-                return out
+                return out + self._ledger.expire(time.time())
             until = time.time() + max(0.0, timeout)
             while True:
-                wait_s = 0.0 if out else max(0.0, until - time.time())
+                # Hear from the router before timing anything out: an outcome it holds for a
+                # message past its deadline (collected late) is the real one, not a timeout.
+                due = self._ledger.next_wakeup()
+                overdue = due is not None and due <= time.time()
+                wait_s = 0.0 if out or overdue else max(0.0, until - time.time())
                 reply = self._ask_router(
                     CollectOutcomes(
                         max_items=max(1, max_items - len(out)),
@@ -279,6 +282,8 @@ class Engine:
                     out += self._accept_outcomes(reply.outcomes)
                     for event in reply.events:
                         self._listeners.dispatch(event)
+                # What is still unresolved past its deadline (+ grace) has no actor answering.
+                out += self._ledger.expire(time.time())
                 # An answer may carry only events, or only outcomes this ledger had already
                 # settled: keep waiting for a real one until the timeout.
                 if out or wait_s <= 0 or not isinstance(reply, OutcomeBatch):
