@@ -33,6 +33,11 @@ PURE = [
     "actors.engine.ledger",
     "actors.engine.listeners",
     "actors.engine.journal",
+    "actors.engine.intake",
+    "actors.router.requests",
+    "actors.router.flight",
+    "actors.router.effects",
+    "actors.supervisor.lifecycle",
 ]
 
 _PROBE = """

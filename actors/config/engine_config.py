@@ -201,6 +201,34 @@ class EngineConfig:
         source=f"{_NEW}: the journal is bounded too",
         doc="Journal size before it rotates to `<path>.1`; frames past both are counted.",
     )
+    durability: str = _key(
+        "fsync",
+        form="durability",
+        source=f"{_NEW}: an acknowledged message survives power loss",
+        doc="How the intake store commits: `fsync` survives power loss, `os` a process "
+        "crash but not an OS crash, `off` keeps no file (benchmarks only).",
+    )
+    intake_path: str = _key(
+        "wae-intake/intake.db",
+        form="path",
+        source=f"{_NEW}: like dead_letter_path, relative to the working directory",
+        doc="The intake store's SQLite file; its directory is created 0700 (an existing one "
+        "others may write is refused); a second engine on the same path refuses to start.",
+    )
+    intake_retention_s: float = _key(
+        7 * 24 * 3600.0,
+        lo=0,
+        source=f"{_NEW}: WhatsApp retries a failed webhook for up to 7 days",
+        doc="How long a finished message stays recorded: redeliveries within it are "
+        "rejected `duplicate` across restarts; older records are pruned in small steps.",
+    )
+    intake_max_records: int = _key(
+        1_000_000,
+        lo=1,
+        source=f"{_NEW}: the intake store is bounded too",
+        doc="Records the intake store keeps, finished or not; when it is full, new messages "
+        "are rejected `capacity`, never dropped.",
+    )
     max_frame_bytes: int = _key(
         64 * 1024,
         lo=1024,

@@ -16,7 +16,16 @@ from typing import Any
 
 from actors.errors import ConfigError
 
-__all__ = ["CONFIG_PATH_ENV", "ENV_PREFIX", "Setting", "check", "key", "rule_error", "settings_of"]
+__all__ = [
+    "CONFIG_PATH_ENV",
+    "DURABILITIES",
+    "ENV_PREFIX",
+    "Setting",
+    "check",
+    "key",
+    "rule_error",
+    "settings_of",
+]
 
 ENV_PREFIX = "WAE_"
 """Environment variables ``WAE_<KEY>`` override config keys (``WAE_MAX_INSTANCES=50``)."""
@@ -33,9 +42,22 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
+DURABILITIES = ("fsync", "os", "off")
+"""Values of the ``durability`` key (``actors.engine.intake`` says what each survives)."""
+
+
+def _is_path(text: str) -> bool:
+    return bool(text) and "\x00" not in text
+
+
 # A string key may name a form its value must have: form -> (rule in words, test).
 FORMS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "ipv4": ("an IPv4 address literal", _is_ipv4),
+    "durability": (
+        "one of " + ", ".join(f"'{d}'" for d in DURABILITIES),
+        lambda text: text in DURABILITIES,
+    ),
+    "path": ("a non-empty file path", _is_path),
 }
 
 
