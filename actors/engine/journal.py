@@ -25,6 +25,12 @@ Durability and crashes
     counting the bytes cut in ``repaired_bytes`` and logging a warning, so later records
     are never appended behind unreadable bytes.
 
+Privacy
+    The journal holds phone numbers and message texts. Its files are created 0600 (and an
+    existing one is narrowed to 0600 before the first write), whatever the umask; a missing
+    directory is created 0700. An existing directory is left as it is: it is the user's.
+    A rotation renames the file, so ``.1`` keeps its 0600.
+
 Reading
     :func:`read_journal` yields the messages of one file in order. Read ``<path>.1``
     before ``<path>`` (:func:`journal_files` lists the ones that exist, oldest first).
@@ -50,6 +56,8 @@ from protocols.codec import MAX_FRAME_BYTES, decode, encode
 from protocols.errors import DecodeError, EncodeError
 
 __all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
     "HEADER_BYTES",
     "DeadLetterJournal",
     "JournalCorruptError",
@@ -59,6 +67,9 @@ __all__ = [
 
 HEADER_BYTES = 4
 """Size of a record's big-endian length prefix."""
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 class JournalCorruptError(EngineError, DecodeError):
@@ -167,6 +178,7 @@ class DeadLetterJournal:
                     dir_changed = True
                 if out is None:
                     dir_changed |= not os.path.exists(self._path)
+                    _make_private(self._path)
                     out = open(self._path, "ab")  # noqa: SIM115 - closed below or on error
                 out.write(record)
                 self._size = size + len(record)
@@ -387,6 +399,25 @@ def _walk(handle: BinaryIO, size: int, max_frame: int) -> tuple[int, int]:
         offset += HEADER_BYTES + length
         count += 1
     return count, offset
+
+
+def _make_private(path: str) -> None:
+    """Create ``path`` 0600, or narrow it to 0600; create its missing directory 0700."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        os.chmod(directory, DIR_MODE)  # makedirs' mode is filtered by the umask
+    # The umask may take bits from FILE_MODE, never add any.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except OSError as exc:
+        # Someone else's file we may still write: keeping the messages matters more.
+        logger.bind(journal=path).warning(
+            "dead-letter journal {!r} could not be made private (0600): {}", path, exc.strerror
+        )
+    finally:
+        os.close(fd)
 
 
 def _sync_close(handle: BinaryIO) -> None:

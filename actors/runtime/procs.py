@@ -45,9 +45,19 @@ def rss_kb(pid: int) -> int | None:
 
 
 def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
+    """True while ``pid`` exists and is not a zombie whose threads have all ended."""
     st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
+    if st is None:
+        return False
+    if st[0] not in ("Z", "X"):
+        return True
+    # The leader shows as a zombie as soon as its own thread has exited, while the other
+    # threads (an engine process's lifeline thread) may still be exiting, and until the
+    # last one has, the process's descriptors, its listening port among them, stay open.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
 
 
 def descendants(root: int) -> set[int]:

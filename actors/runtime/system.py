@@ -3,7 +3,13 @@
 Thespian's admin detaches into its own session and ``ActorSystem.shutdown()`` gives up
 after 10 s, leaving busy actor processes alive. So the handle remembers every process of
 its system (the admin's descendants) and, after shutdown, waits for each PID to end and
-kills what is left — only PIDs of this system, never by name.
+kills what is left — only PIDs of this system, never by name. When the embedding process
+dies without a shutdown, :mod:`actors.runtime.lifeline` ends them instead.
+
+Every process of the system is forked from :meth:`SystemHandle.start` or from the admin,
+after it has set what they inherit: the patches, the bind host, the lifeline, Thespian's
+log file in a private directory, and (for the forked processes) umask 077, so what they
+create is private.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from thespian.actors import ActorSystem
 
 from actors.config import EngineConfig
 from actors.errors import EngineError
-from actors.logging import thespian_log_defs
-from actors.runtime import netsafe, procs, thespian_fixes
+from actors.logging import private_thespian_log, thespian_log_defs
+from actors.runtime import lifeline, netsafe, procs, thespian_fixes
 from actors.runtime.wiring import EngineStarted, StartEngine
 
 __all__ = ["SystemHandle", "free_port", "install_patches"]
@@ -37,6 +43,17 @@ def install_patches() -> None:
     """
     thespian_fixes.apply()
     netsafe.apply()
+
+
+def _private_by_default() -> None:
+    # After lifeline's own at-fork handler (registered when it was imported, above), which
+    # decides whether this child is an engine process. The umask is process-wide, so the
+    # embedding process, which runs other code too, keeps its own.
+    if lifeline.engine_process():
+        os.umask(0o077)
+
+
+os.register_at_fork(after_in_child=_private_by_default)
 
 
 def free_port() -> int:
@@ -70,6 +87,7 @@ class SystemHandle:
         from actors.supervisor.actor import SupervisorActor
 
         install_patches()
+        private_thespian_log()
         capabilities = {"Admin Port": self.admin_port} if self.multiproc else {}
         if self.multiproc:
             self._bind(config.bind_address)
@@ -81,9 +99,11 @@ class SystemHandle:
             # Thespian drops sockets without closing them; in actor processes that would print
             # a ResourceWarning per socket to stderr (the embedding process keeps its filters).
             warnings.filterwarnings("ignore", category=ResourceWarning)
-            self._system = ActorSystem(
-                self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
-            )
+            # The admin is forked in here; it and all it forks die with this process.
+            with lifeline.tied_forks():
+                self._system = ActorSystem(
+                    self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
+                )
         try:
             self.supervisor = self._system.createActor(SupervisorActor)
             started = self._system.ask(
