@@ -12,6 +12,8 @@ Build it from a config object (tests do) or a file (``python -m apps.gateway``):
     engine = start_engine(config)                  # before any thread
     gateway = Gateway(config, engine, resolve_secrets(config), shutdown_engine=True)
     runner = gateway.runner()                      # an aiohttp AppRunner for gateway.app
+    await runner.setup(); await gateway.site(runner, host, port).start()  # not web.TCPSite:
+    # gateway.site puts every connection under the guard (read deadlines, the cap)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from loguru import logger
 from actors.engine import Engine
 from actors.errors import EngineError
 from apps.gateway.config import GatewayConfig, GatewaySecrets
+from apps.gateway.guard import ConnectionGuard, GuardedSite
 from apps.gateway.metrics import GatewayMetrics, SubmitTimes
 from apps.gateway.signature import signature_problem
 from apps.gateway.webhook import (
@@ -107,6 +110,7 @@ class Gateway:
         app: the aiohttp application.
         metrics: the gateway's Prometheus registry (``/metrics``).
         counters: the gateway's own counters (``metrics.counters``).
+        guard: the read deadlines and the connection cap (for sites from :meth:`site`).
         report: the engine's ``ShutdownReport`` once the gateway shut it down.
     """
 
@@ -122,6 +126,8 @@ class Gateway:
         self.engine = engine
         self.metrics = GatewayMetrics()
         self.counters = self.metrics.counters
+        self.guard = ConnectionGuard.for_config(config, self.counters)
+        self.metrics.track_connections(lambda: len(self.guard))
         # Submit times of accepted messages, for the latency histogram; bounded like the
         # engine's own ledger (messages in flight plus uncollected outcomes).
         self._submitted = SubmitTimes(
@@ -141,7 +147,9 @@ class Gateway:
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[self.guard.middleware]
+        )
         app.router.add_get("/webhook", self._handshake)
         app.router.add_post("/webhook", self._webhook)
         app.router.add_get("/healthz", self._healthz)
@@ -156,7 +164,17 @@ class Gateway:
         kwargs.setdefault("auto_decompress", False)
         kwargs.setdefault("shutdown_timeout", 5.0)
         kwargs.setdefault("access_log", None)
+        # aiohttp's keep-alive timer (recent releases also close a connection that never
+        # sends a request with it) is a backstop: past both deadlines of the guard.
+        cfg = self.config
+        kwargs.setdefault(
+            "keepalive_timeout", max(cfg.keepalive_timeout_s, cfg.header_timeout_s) + 1
+        )
         return web.AppRunner(self.app, **kwargs)
+
+    def site(self, runner: web.BaseRunner, host: str, port: int) -> GuardedSite:
+        """A TCP site for ``runner`` (set up) on ``host:port``, through :attr:`guard`."""
+        return GuardedSite(runner, host, port, self.guard)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -265,7 +283,12 @@ class Gateway:
         return web.json_response(body, status=status, headers=headers)
 
     async def _read_body(self, request: web.Request) -> bytes | None:
-        """The body, or None once it passes ``max_body_bytes`` (nothing more is read)."""
+        """The body, or None once it passes ``max_body_bytes`` (nothing more is read).
+
+        Raises:
+            ConnectionError: the connection was lost (or closed by the guard: the body
+                missed its deadline) before the body was read.
+        """
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return None
@@ -274,11 +297,15 @@ class Gateway:
             body += chunk
             if len(body) > limit:
                 return None
+        self.guard.body_read(request)
         return bytes(body)
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """``POST /webhook``: 413, 401, 400, then submit and answer 200 or 503."""
-        body = await self._read_body(request)
+        try:
+            body = await self._read_body(request)
+        except ConnectionError:  # nobody is left to answer: the guard counted a stall
+            return web.Response(status=408, text="request timeout")
         if body is None:
             if n := self._sampled.should_log("body too large"):
                 limit = self.config.max_body_bytes

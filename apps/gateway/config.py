@@ -2,7 +2,8 @@
 
 One file holds four tables::
 
-    [gateway]            host, port, secrets' variable names, body limit, Retry-After, base
+    [gateway]            host, port, secrets' variable names, body limit, Retry-After, base,
+                         read deadlines, connection cap
     [engine]             the EngineConfig keys (read by actors.config.build)
     [[accounts]]         account_id, phone_number_id, transport, options
     [[providers]]        name, kind, priority, daily_limit, active, options
@@ -48,7 +49,12 @@ _GATEWAY_KEYS = (
     "retry_after_s",
     "base",
     "outcome_wait_s",
+    "header_timeout_s",
+    "body_timeout_s",
+    "keepalive_timeout_s",
+    "max_connections",
 )
+_TIMEOUT_KEYS = ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s")
 _TABLES = ("gateway", "engine", "accounts", "providers")
 _ACCOUNT_KEYS = ("account_id", "phone_number_id", "transport", "options")
 _PROVIDER_KEYS = ("name", "kind", "priority", "daily_limit", "active", "options")
@@ -93,6 +99,14 @@ class GatewayConfig:
         base: the Thespian base of the embedded engine.
         outcome_wait_s: how long one collection of outcomes waits on the engine thread;
             a webhook may queue behind it, so it is short.
+        header_timeout_s: a client must send a request's line and headers within this
+            long of connecting (or of the first byte of a later request); else it is closed.
+        body_timeout_s: and the body within this long of the headers.
+        keepalive_timeout_s: an answered connection kept alive is closed after this long
+            without a new request.
+        max_connections: the most client connections open at once; past it the one that
+            has waited longest on its client is closed to make room (or, when all are
+            busy with requests, the new one is refused with a 503).
         engine: the engine's limits.
         accounts, providers: what the engine serves and calls.
     """
@@ -105,6 +119,10 @@ class GatewayConfig:
     retry_after_s: int = 5
     base: str = "multiprocTCPBase"
     outcome_wait_s: float = 0.05
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 15.0
+    max_connections: int = 2000
     engine: EngineConfig = field(default_factory=EngineConfig)
     accounts: tuple[AccountEntry, ...] = ()
     providers: tuple[ProviderSpec, ...] = ()
@@ -175,6 +193,11 @@ def _check_gateway_key(key: str, value: Any, where: str) -> None:
         ok, rule = kind is int and 1 <= value <= 86400, "an integer from 1 to 86400 (seconds)"
     elif key == "base":
         ok, rule = value in BASES, f"one of {', '.join(map(repr, BASES))}"
+    elif key in _TIMEOUT_KEYS:
+        ok = kind in (int, float) and 0 < value <= 3600
+        rule = "a number > 0 and <= 3600 (seconds)"
+    elif key == "max_connections":
+        ok, rule = kind is int and 1 <= value <= 1_000_000, "an integer from 1 to 1000000"
     else:  # outcome_wait_s
         ok = kind in (int, float) and 0 < value <= 1
         rule = "a number > 0 and <= 1 (seconds)"

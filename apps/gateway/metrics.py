@@ -9,7 +9,9 @@ one), so several gateways in one process never share or collide. It holds three 
   labels instead, one series per reason (``wae_outcomes_total{status,reason}``,
   ``wae_rejections_total{reason}``). The few keys that are levels rather than counts
   (sizes, capacities, peaks) are gauges; every other key is a counter with ``_total``.
-- the gateway's own counters (:class:`GatewayCounters`, ``wae_gateway_<name>_total``).
+- the gateway's own counters (:class:`GatewayCounters`, ``wae_gateway_<name>_total``),
+  and ``wae_gateway_connections``, a gauge of the client connections open
+  (:meth:`GatewayMetrics.track_connections`).
 - ``wae_gateway_outcome_latency_seconds{status}``: a histogram of the time from
   submitting an accepted message to collecting its outcome (:class:`SubmitTimes` keeps
   the submit times).
@@ -18,10 +20,10 @@ one), so several gateways in one process never share or collide. It holds three 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -243,6 +245,13 @@ _GATEWAY: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "outcomes": ("Outcomes collected from the engine, by status and reason.", ("reason", "status")),
     "engine_errors": ("Engine calls that raised, by call.", ("call",)),
+    "connections_closed": (
+        "Client connections the gateway closed itself, by reason: header_timeout, "
+        "body_timeout, idle_timeout; shed (at max_connections, the one that waited longest "
+        "on its client, to admit a new one); refused (a new one at max_connections, with a "
+        "503, every open one being busy).",
+        ("reason",),
+    ),
 }
 """Each gateway counter: what it counts (its HELP line) and its label names."""
 
@@ -358,6 +367,15 @@ class GatewayMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
+
+    def track_connections(self, open_now: Callable[[], float]) -> None:
+        """Add ``wae_gateway_connections``, a gauge read from ``open_now`` at each scrape."""
+        gauge = Gauge(
+            "wae_gateway_connections",
+            "Client connections open now (at most max_connections).",
+            registry=self.registry,
+        )
+        gauge.set_function(open_now)
 
     def observe(self, status: str, seconds: float) -> None:
         """One outcome of ``status``, ``seconds`` after its submission."""

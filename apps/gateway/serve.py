@@ -2,6 +2,8 @@
 
 SIGTERM or SIGINT stops accepting connections, lets requests in progress finish, and
 runs the app's cleanup (which shuts the engine down and logs its ``ShutdownReport``).
+Connections go through the gateway's guard (read deadlines, the connection cap); the
+open-file limit is raised for the cap first, or the cap lowered to fit it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import contextlib
 import signal
 from collections.abc import Callable
 
-from aiohttp import web
 from loguru import logger
 
 from actors.errors import EngineError
 from apps.gateway.app import Gateway
+from apps.gateway.guard import fit_fd_limit
 
 __all__ = ["run", "serve"]
 
@@ -47,14 +49,24 @@ async def serve(
     log = logger.bind(actor="gateway")
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    gateway.guard.max_connections = fit_fd_limit(gateway.config.max_connections)
     runner = gateway.runner()
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await gateway.site(runner, host, port).start()
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         addresses = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
-        log.info("gateway listening on {}", addresses)
+        config = gateway.config
+        log.info(
+            "gateway listening on {} (at most {} connections; deadlines: headers {:g} s, "
+            "body {:g} s, keep-alive {:g} s)",
+            addresses,
+            gateway.guard.max_connections,
+            config.header_timeout_s,
+            config.body_timeout_s,
+            config.keepalive_timeout_s,
+        )
         if on_listening is not None:
             first = runner.addresses[0]
             on_listening(str(first[0]), int(first[1]))
