@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors.config import BASES, EngineConfig, load_config
-from actors.errors import ConfigError, EngineError, InstanceLimitError, ListenerLimitError
+from actors.errors import (
+    ConfigError,
+    EngineError,
+    InstanceLimitError,
+    ListenerLimitError,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+)
 
 if TYPE_CHECKING:
     from actors.engine import Engine, Subscription
@@ -25,6 +33,9 @@ __all__ = [
     "EngineError",
     "InstanceLimitError",
     "ListenerLimitError",
+    "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
     "Subscription",
     "load_config",
 ]

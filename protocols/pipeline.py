@@ -61,8 +61,9 @@ __all__ = [
 class SubmitBatch(_Batch):
     """Gateway -> router: inbound messages to admit, answered by ``SubmitResults``.
 
-    ``readmit`` marks messages the engine had already accepted before a router restart:
-    they keep their acceptance and are not checked for duplicates again.
+    ``readmit`` marks messages the engine had already accepted before (a router restart,
+    a recovery from the intake store): they keep their acceptance and are not checked for
+    duplicates again.
     """
 
     messages: tuple[InboundMessage, ...]
@@ -70,6 +71,18 @@ class SubmitBatch(_Batch):
     readmit: bool = False
     request_id: int = 0
     """Echoed in the answer. The same id asked again is answered again, not re-applied."""
+    deadlines: tuple[float, ...] = ()
+    """Empty, or one per message: the deadline (epoch seconds) it keeps. A re-admission
+    passes the deadline each message was first accepted with; empty: the router gives
+    each ``now + processing_timeout_s``."""
+
+    def _validate(self) -> None:
+        if self.deadlines and len(self.deadlines) != len(self.messages):
+            self._fail(
+                "deadlines",
+                f"must be empty or one per message ({len(self.messages)}), "
+                f"got {len(self.deadlines)}",
+            )
 
 
 @message("submit_results")

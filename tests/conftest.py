@@ -36,8 +36,14 @@ EngineFactory = Callable[..., Engine]
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
-    """Start engines; at teardown shut each down and check none of its processes is left."""
+def make_engine(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineFactory]:
+    """Start engines; at teardown shut each down and check none of its processes is left.
+
+    Each engine gets its own intake store, outside ``tmp_path`` (tests count the files
+    there): one left in the working directory would dedupe ids across tests.
+    """
     engines: list[Engine] = []
 
     def make(
@@ -48,6 +54,7 @@ def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
         **config: Any,
     ) -> Engine:
         config.setdefault("dead_letter_path", str(tmp_path / "dead-letters.bin"))
+        config.setdefault("intake_path", str(tmp_path_factory.mktemp("intake") / "intake.db"))
         engine = Engine(EngineConfig(**config), base=base, seed=1234, ask_timeout_s=10.0)
         engines.append(engine)
         engine.start()

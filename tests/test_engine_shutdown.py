@@ -1,4 +1,5 @@
-"""Ordered teardown: drain, then accounts, then the AI pool; abandoned messages are journaled."""
+"""Ordered teardown: drain, then accounts, then the AI pool; without a durable intake store,
+abandoned messages are journaled."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ def test_shutdown_drains_in_flight_messages_before_stopping_anything(
     assert {o.status for o in outcomes} == {"replied"}
 
 
-def test_what_cannot_drain_in_time_is_abandoned_with_an_outcome_and_journaled(
+def test_without_a_store_what_cannot_drain_in_time_is_abandoned_with_an_outcome_and_journaled(
     make_engine: EngineFactory, base: str, tmp_path: Path
 ) -> None:
+    # With a durable store it would stay unfinished there instead (test_durable_intake).
     journal = tmp_path / "dead.bin"
     engine = make_engine(
         base,
@@ -54,6 +56,7 @@ def test_what_cannot_drain_in_time_is_abandoned_with_an_outcome_and_journaled(
         drain_timeout_s=0.3,
         shutdown_timeout_s=3.0,
         dead_letter_path=str(journal),
+        durability="off",
     )
     submitted = [inbound(i) for i in range(40)]
     assert all(isinstance(r, Accepted) for r in engine.submit_many(submitted))

@@ -620,3 +620,40 @@ def seq_of(item: Item[int]) -> int:
 
 GateMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
 test_the_gate_agrees_with_a_reference_model = GateMachine.TestCase
+
+
+# -- explicit deadlines (re-admissions) ------------------------------------------------------
+
+
+def test_an_item_offered_with_its_own_deadline_expires_in_deadline_order() -> None:
+    gate = seed_gate(timeout_s=100.0)
+    gate.offer("a/c1", "m1", "hi", now=10.0)  # deadline 110
+    gate.offer("a/c2", "m2", "hi", now=11.0, deadline=50.0)  # a re-admission: earlier
+    gate.offer("a/c3", "m3", "hi", now=12.0, deadline=111.0)
+    assert gate.next_deadline() == 50.0
+    assert ids(gate.expire(60.0).expired) == ["m2"]
+    assert gate.next_deadline() == 110.0
+    assert ids(gate.expire(111.0).expired) == ["m1", "m3"]
+    assert len(gate) == 0
+
+
+def test_a_queued_item_with_an_earlier_deadline_expires_before_the_one_in_processing() -> None:
+    gate = seed_gate(timeout_s=100.0)
+    first = gate.offer("a/c1", "m1", "hi", now=0.0)  # processing, deadline 100
+    queued = gate.offer("a/c1", "m2", "hi", now=0.0, deadline=20.0)
+    gate.offer("a/c1", "m3", "hi", now=0.0)  # queued behind it, deadline 100
+    assert (first.decision, queued.decision) == ("admit", "queue")
+    step = gate.expire(30.0)
+    assert (ids(step.expired), step.started) == (["m2"], ())
+    assert gate.is_processing("m1")
+    step = gate.complete("m1", 31.0)
+    assert ids(step.started) == ["m3"]  # the queue kept its order without m2
+
+
+def test_drain_returns_items_in_deadline_order_and_a_bad_deadline_is_refused() -> None:
+    gate = seed_gate(timeout_s=100.0)
+    gate.offer("a/c1", "m1", "hi", now=0.0)
+    gate.offer("a/c2", "m2", "hi", now=0.0, deadline=5.0)
+    assert ids(gate.drain()) == ["m2", "m1"]
+    with pytest.raises(ValueError, match="deadline"):
+        gate.offer("a/c1", "m3", "hi", now=0.0, deadline=math.nan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from actors.config import EngineConfig, load_config
 from actors.engine.intake import PRUNE_SQL, UNFINISHED_SQL, IntakeStore
+from actors.engine.intake_marks import SentMarks
 from actors.errors import ConfigError, StoreError, StoreFullError, StoreLockedError
 from actors.runtime import procs
 from protocols import EncodeError, InboundMessage, Outcome
@@ -325,6 +327,66 @@ def test_the_store_refuses_the_first_message_past_max_records(db_path: Path, clo
         assert store.stats()["records"] == 3
     finally:
         store.close()
+
+
+def test_make_room_deletes_the_oldest_finished_records_early_never_unfinished_ones(
+    db_path: Path, clock: Clock
+) -> None:
+    store = open_store(db_path, clock, max_records=6, retention_s=DAY)
+    try:
+        store.record_accepted([(msg(n), 2_000.0) for n in range(6)])
+        store.record_outcomes([failed(3)])
+        clock.now += 1
+        store.record_outcomes([failed(1)])
+        clock.now += 1
+        store.record_outcomes([failed(4)])
+        assert store.prune() == 0  # a day's retention: nothing is due
+        assert store.make_room(0) == 0  # room enough: nothing deleted
+        assert store.make_room(2) == 2  # the two oldest outcomes, not the oldest ids
+        assert store.seen(mid(n) for n in range(6)) == {mid(0), mid(2), mid(4), mid(5)}
+        assert store.make_room(5, budget=1) == 1  # one step at most
+        assert store.make_room(5) == 0  # only unfinished ones left: they are never deleted
+        stats = store.stats()
+        assert (stats["records"], stats["room"], stats["evicted"], stats["pruned"]) == (3, 3, 3, 0)
+        plan = store._db.execute("EXPLAIN QUERY PLAN " + PRUNE_SQL, (math.inf, 5)).fetchall()
+        assert "USING COVERING INDEX intake_finished" in " | ".join(row[-1] for row in plan)
+    finally:
+        store.close()
+
+
+# -- sent marks from another connection (an account process) ---------------------------
+
+
+def test_sent_marks_reach_the_store_through_their_own_connection(
+    store: IntakeStore, db_path: Path
+) -> None:
+    store.record_accepted([(msg(1), 2_000.0), (msg(2), 2_000.0)])
+    marks = SentMarks(str(db_path), "fsync", clock=lambda: 1_234.0)
+    try:
+        assert marks.mark([(mid(1), "shipped"), ("wamid.unknown", "x")]) == 1
+        assert marks.mark([(mid(1), "again")]) == 0  # the first confirmation wins
+        assert marks._conn is not None
+        assert marks._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        marks.close()
+    first, second = store.unfinished()
+    assert (first.sent_at, first.reply) == (1_234.0, "shipped")
+    assert second.sent_at is None
+    assert marks.marked == 1
+
+
+def test_sent_marks_never_create_a_store_and_mark_nothing_without_one(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "intake.db"
+    marks = SentMarks(str(missing), "os")
+    with pytest.raises(StoreError, match=r"cannot open the intake store .*nowhere.* to mark"):
+        marks.mark([(mid(1), "hi")])
+    assert not missing.parent.exists()
+    assert marks.failures == 1
+    assert SentMarks(str(missing), "off").mark([(mid(1), "hi")]) == 0  # in memory: nothing
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign).close()
+    with pytest.raises(StoreError, match=r"not an intake store of schema version 1 \(it has 0\)"):
+        SentMarks(str(foreign), "os").mark([(mid(1), "hi")])
 
 
 def test_a_refusal_inside_a_batch_leaves_the_batch_usable(db_path: Path, clock: Clock) -> None:

@@ -310,10 +310,40 @@ def test_peak_in_flight_and_stats_report_the_high_water_mark() -> None:
         "late_outcomes": 1,
         "expired_total": 2,
         "abandoned_total": 0,
+        "kept_total": 0,
         "heap_size": ledger.heap_size,
     }
     assert ledger.capacity == 4
     assert ledger.grace_s == 0.5
+
+
+# -- recovery and shutdown with a store ------------------------------------------------
+
+
+def test_a_parked_message_waits_for_its_account_but_its_deadline_runs() -> None:
+    ledger = Ledger(capacity=4, grace_s=0.5)
+    ledger.accept(msg(1), T0 + 10, T0, parked=True)
+    ledger.accept(msg(2), T0 + 1, T0, parked=True)
+    ledger.accept(msg(3), T0 + 10, T0)
+    assert ledger.pending() == [(msg(3), T0 + 10)]  # a restarted router gets only this
+    assert ledger.unresolved() == [msg(3)]
+    assert ledger.unresolved(include_parked=True) == [msg(1), msg(2), msg(3)]
+    assert ledger.parked == 2
+    assert [o.message_id for o in ledger.expire(T0 + 2)] == ["wamid.2"]
+    assert ledger.unpark("acct-1") == [(msg(1), T0 + 10)]  # with its deadline; 2 is over
+    assert ledger.unpark("acct-1") == []
+    assert (ledger.parked, ledger.pending()) == (0, [(msg(1), T0 + 10), (msg(3), T0 + 10)])
+
+
+def test_keep_all_lets_go_of_every_message_without_an_outcome() -> None:
+    ledger = Ledger(capacity=4)
+    ledger.accept(msg(1), T0 + 10, T0)
+    ledger.accept(msg(2), T0 + 10, T0, parked=True)
+    assert ledger.keep_all() == [msg(1), msg(2)]
+    assert (ledger.in_flight, ledger.kept_total, ledger.resolved_total) == (0, 2, 0)
+    assert ledger.counters() == {}  # no outcome was counted
+    assert ledger.expire(T0 + 100) == []
+    assert ledger.unpark("acct-1") == []
 
 
 # -- memory ---------------------------------------------------------------------------

@@ -37,7 +37,8 @@ from actors.engine import Engine
 from protocols import InboundMessage, ProviderSpec
 
 mode, dead_letters = sys.argv[1], sys.argv[2]
-engine = Engine(EngineConfig(dead_letter_path=dead_letters), base="multiprocTCPBase", seed=1)
+engine = Engine(EngineConfig(dead_letter_path=dead_letters, intake_path=dead_letters + ".intake"),
+                base="multiprocTCPBase", seed=1)
 engine.start()
 engine.add_provider(ProviderSpec(name="echo", kind="echo", priority=10,
                                  options={"latency_s": 0.05}))
@@ -208,7 +209,9 @@ def test_an_engine_killed_mid_stream_leaves_nothing_and_the_next_one_starts_on_i
     assert not left, f"alive {GONE_WITHIN_S} s after the embedder's SIGKILL: {sorted(left)}"
     # The next engine takes the same admin port and journal path, and works.
     engine = Engine(
-        EngineConfig(dead_letter_path=str(dead_letters)),
+        EngineConfig(
+            dead_letter_path=str(dead_letters), intake_path=str(tmp_path / "next" / "intake.db")
+        ),
         base="multiprocTCPBase",
         admin_port=report["admin_port"],
         seed=2,

@@ -127,7 +127,8 @@ from protocols import InboundMessage, ProviderSpec
 os.umask(0o022)  # the usual umask: what it lets through is what the engine must not rely on
 journal, log = sys.argv[1], sys.argv[2]
 configure_logging(level="INFO", sink=log)
-config = EngineConfig(dead_letter_path=journal, drain_timeout_s=0.3, shutdown_timeout_s=3.0)
+config = EngineConfig(dead_letter_path=journal, drain_timeout_s=0.3, shutdown_timeout_s=3.0,
+                      durability="off")  # no store: what cannot drain is journaled
 engine = Engine(config, base="multiprocTCPBase", seed=1)
 engine.start()
 engine.add_provider(ProviderSpec(name="echo", kind="echo", priority=10,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,23 @@ def test_the_embedding_example_in_readme_runs(
     assert "status='replied'" in out
     assert "\n0 up\n" in out  # stats(): nothing in flight, the router up
     assert "['drain', 'accounts', 'ai_pool', 'router', 'actor_system']" in out
-    assert list(tmp_path.iterdir()) == []
+    # With the defaults the engine keeps its intake store under the working directory
+    # (README says so), private, and writes nothing else: no journal, nothing abandoned.
+    assert [p.name for p in tmp_path.iterdir()] == ["wae-intake"]
+    store = tmp_path / "wae-intake"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    assert {p.name for p in store.iterdir()} <= {
+        "intake.db",
+        "intake.db-wal",
+        "intake.db-shm",
+        "intake.db.lock",
+    }
+    done = sqlite3.connect(store / "intake.db")
+    try:
+        rows = done.execute("SELECT status, count(*) FROM intake GROUP BY status").fetchall()
+    finally:
+        done.close()
+    assert rows == [("replied", 9)]  # every message recorded, and its outcome
 
 
 def test_the_gateway_config_example_in_readme_loads(tmp_path: Path) -> None:

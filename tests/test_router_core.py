@@ -273,6 +273,36 @@ def test_a_readmitted_message_skips_the_dedupe_set_and_the_outcome_backlog() -> 
     assert core.counters()["accepted"] == 3
 
 
+def test_a_readmitted_message_keeps_the_deadline_it_was_first_accepted_with() -> None:
+    core = router()
+    accept(core, msg("new", C2))  # deadline T0 + 10
+    [kept, fresh] = core.submit(
+        [msg("old", C1), msg("other", C3)], T0 + 1, readmit=True, deadlines=(T0 + 5, T0 + 30)
+    )
+    assert (kept, fresh) == (
+        Accepted(message_id="old", deadline=T0 + 5),
+        Accepted(message_id="other", deadline=T0 + 30),
+    )
+    assert core.next_wakeup() == T0 + 5  # the earliest, though offered last
+    assert core.expire(T0 + 5) == 1
+    assert status_of(outcomes(core)["old"]) == ("timeout", "timeout")
+    assert core.expire(T0 + 10) == 1  # then "new", at its own deadline; "other" lives on
+    assert core.in_flight == 1
+
+
+def test_a_message_readmitted_past_its_deadline_times_out_at_once_without_a_send() -> None:
+    core = router()
+    [result] = core.submit([msg("late", C1)], T0, readmit=True, deadlines=(T0 - 1,))
+    assert result == Accepted(message_id="late", deadline=T0 - 1)
+    outcome = outcomes(core)["late"]
+    assert status_of(outcome) == ("timeout", "timeout")
+    assert "nothing was sent" in outcome.detail
+    assert core.take_outbox() == ([], {}, [])  # no AI request, nothing to cancel
+    assert core.in_flight == 0
+    assert core.counters()["readmitted_late"] == 1
+    assert isinstance(submit_one(core, msg("late", C1)), Rejected)  # remembered: duplicate
+
+
 def test_the_occupancy_warning_fires_once_when_processing_reaches_the_ratio() -> None:
     core = router(max_concurrent_processing=2, occupancy_warn_ratio=0.5)
 

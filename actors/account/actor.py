@@ -3,6 +3,10 @@
 Sends never block the mailbox (the transport is sans-IO), so one account keeps many sends
 in flight. The rate log's cleanup runs as an incremental sweep on a timer; the timer is
 Thespian's, so it dies with the actor.
+
+A reply the transport confirmed is marked sent in the engine's intake store
+(``actors.engine.intake_marks``) at the end of the turn, before its delivery report goes
+to the router: after a crash, recovery then does not send it again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 from actors.account.core import AccountCore
 from actors.account.kinds import make_transport
 from actors.account.transports import SentRecord
+from actors.engine.intake_marks import SentMarks
+from actors.errors import StoreError
 from actors.runtime.servant import RouterServant
 from actors.runtime.wiring import (
     Address,
@@ -55,6 +61,9 @@ class AccountActor(RouterServant[DeliveryReport]):
         super().__init__()
         self.transport: Any = None
         self.sweep_tick_s = 1.0
+        self.marks: SentMarks | None = None  # opens the store at the first confirmed send
+        self.texts: dict[str, str] = {}  # reply text by message id, until its report
+        self.max_texts = 1
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
         return {SendBatch: self.on_batch, Forward: self.on_forward, StatsQuery: self.on_stats}
@@ -90,6 +99,8 @@ class AccountActor(RouterServant[DeliveryReport]):
             capacity=c.max_concurrent_processing,
         )
         self.sweep_tick_s = c.sweep_tick_s
+        self.marks = SentMarks(c.intake_path, c.durability) if c.durability != "off" else None
+        self.max_texts = 2 * c.max_concurrent_processing
         self.wakeupAfter(timedelta(seconds=self.sweep_tick_s), payload=(_SWEEP,))
         self.send(
             sender,
@@ -102,7 +113,31 @@ class AccountActor(RouterServant[DeliveryReport]):
         return self.core
 
     def on_batch(self, msg: SendBatch, sender: Address) -> None:
+        if self.marks is not None:
+            for reply in msg.replies:
+                self.texts[reply.message_id] = reply.text
+            while len(self.texts) > self.max_texts:  # reports that never came: forget
+                del self.texts[next(iter(self.texts))]
         self.take_work(sender, msg.generation, self._core_.submit(msg.replies, time.time()))
+
+    def after_turn(self, now: float) -> None:
+        if self.marks is not None and self.outbox:
+            self._mark_sent()
+        super().after_turn(now)
+
+    def _mark_sent(self) -> None:
+        """Record this turn's confirmed sends in the intake store, before their reports."""
+        assert self.marks is not None
+        sent = []
+        for report in self.outbox:
+            text = self.texts.pop(report.message_id, None)
+            if report.ok and text is not None:
+                sent.append((report.message_id, text))
+        try:
+            self.marks.mark(sent)
+        except StoreError as exc:
+            # Never crash for it: a restarted account would send these again at once.
+            self.warn_sampled("marks", "replies sent but not marked sent: {}", exc)
 
     def on_wakeup(self, payload: Any, now: float) -> None:
         if payload == (_SWEEP,) and self.core is not None:
@@ -125,6 +160,9 @@ class AccountActor(RouterServant[DeliveryReport]):
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         counters = {k: int(v) for k, v in self._core_.stats().items()}
         counters.update(self._transport_stats())
+        if self.marks is not None:
+            counters["marked_sent"] = self.marks.marked
+            counters["mark_failures"] = self.marks.failures
         extra = {"transport_failed": getattr(self.transport, "failure", "") or ""}
         self.send(sender, self.report(msg.token, counters, extra))
 
@@ -137,3 +175,5 @@ class AccountActor(RouterServant[DeliveryReport]):
     def on_exit(self) -> None:
         if self.core is not None:
             self.core.close()
+        if self.marks is not None:
+            self.marks.close()

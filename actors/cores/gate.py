@@ -112,7 +112,11 @@ class ConversationGate(Generic[PayloadT]):
     Time is injected: each ``now`` is in seconds on any non-decreasing clock, and every
     method taking one raises ValueError if it is not finite. A ``now`` smaller than the
     largest one seen so far is clamped up to it, so deadlines stay in offer order (which is
-    what lets one insertion-ordered map serve as the deadline queue).
+    what lets one insertion-ordered map serve as the deadline queue). An item offered with
+    its own ``deadline`` (a re-admission keeps the one it was first given) may break that
+    order: the map is then re-sorted once, before the next :meth:`expire` or
+    :meth:`next_deadline` (O(n log n), only after such offers; stable, so items with equal
+    deadlines stay in offer order).
 
     Item ids are unique among live items only; an id may be offered again once its item left.
 
@@ -141,6 +145,7 @@ class ConversationGate(Generic[PayloadT]):
         "_processing",
         "_rejected",
         "_timeout_s",
+        "_unsorted",
         "_warn_at",
         "_warn_ratio",
     )
@@ -161,8 +166,10 @@ class ConversationGate(Generic[PayloadT]):
         )
         # Rounding first keeps e.g. 0.7 * 10 == 7.000000000000001 from meaning 8.
         self._warn_at = max(1, math.ceil(round(self._warn_ratio * self._max_processing, 9)))
-        # Every live item, in offer order == deadline order (timeout is constant, now clamped).
+        # Every live item, in offer order == deadline order (timeout is constant, now clamped)
+        # unless an explicit deadline broke it: then _unsorted until _sort() runs.
         self._deadlines: OrderedDict[str, Item[PayloadT]] = OrderedDict()
+        self._unsorted = False
         # Only customers with an item in processing (outside expire()) have an entry.
         self._customers: dict[str, _Customer[PayloadT]] = {}
         self._processing = 0
@@ -177,16 +184,35 @@ class ConversationGate(Generic[PayloadT]):
 
     # -- operations -----------------------------------------------------------------------
 
-    def offer(self, key: str, item_id: str, payload: PayloadT, now: float) -> Offer[PayloadT]:
-        """Admit, queue or reject one item for customer ``key``; its deadline is now + timeout."""
+    def offer(
+        self,
+        key: str,
+        item_id: str,
+        payload: PayloadT,
+        now: float,
+        *,
+        deadline: float | None = None,
+    ) -> Offer[PayloadT]:
+        """Admit, queue or reject one item for customer ``key``.
+
+        Args:
+            key, item_id, payload, now: the customer, the item's id and payload, the time.
+            deadline: when the item expires; None (the default) means ``now + timeout_s``.
+                A re-admitted item passes the deadline it was first given.
+
+        Raises:
+            ValueError: ``now`` or ``deadline`` is not a finite number.
+        """
         now = self._advance(now)
+        if deadline is not None:
+            deadline = require_number("deadline", deadline)
         if item_id in self._deadlines:
             return self._reject("duplicate")
         customer = self._customers.get(key)
         if customer is None:
             if self._processing >= self._max_processing:
                 return self._reject("capacity")
-            item = self._new_item(key, item_id, payload, now)
+            item = self._new_item(key, item_id, payload, now, deadline)
             self._customers[key] = _Customer(item)
             self._processing += 1
             self._peak_processing = max(self._peak_processing, self._processing)
@@ -196,7 +222,7 @@ class ConversationGate(Generic[PayloadT]):
             return Offer(decision="admit", item=item, occupancy_alert=alert)
         if len(customer.queue) >= self._max_queue:
             return self._reject("customer_backlog")
-        item = self._new_item(key, item_id, payload, now)
+        item = self._new_item(key, item_id, payload, now, deadline)
         customer.queue.append(item)
         return Offer(decision="queue", item=item)
 
@@ -228,7 +254,7 @@ class ConversationGate(Generic[PayloadT]):
         now = self._advance(now)
         expired: list[Item[PayloadT]] = []
         freed: dict[str, _Customer[PayloadT]] = {}
-        deadlines = self._deadlines
+        deadlines = self._sorted()
         while deadlines:
             item = next(iter(deadlines.values()))
             if item.deadline > now:
@@ -241,7 +267,8 @@ class ConversationGate(Generic[PayloadT]):
                 self._processing -= 1
                 freed[item.key] = customer
             else:
-                # A customer's items expire in offer order, so this is its queue's head.
+                # Usually its queue's head (a customer's items expire in offer order), but
+                # an explicit deadline can expire an item behind others.
                 _remove_queued(customer, item)
         if not expired:
             return Step()
@@ -268,8 +295,11 @@ class ConversationGate(Generic[PayloadT]):
         return Step(cancelled=item, started=self._release(item.key, customer))
 
     def drain(self) -> tuple[Item[PayloadT], ...]:
-        """Remove every live item (e.g. at shutdown) and return them in offer order."""
-        items = tuple(self._deadlines.values())
+        """Remove every live item (e.g. at shutdown) and return them in deadline order.
+
+        That is offer order, unless items were offered with their own deadlines.
+        """
+        items = tuple(self._sorted().values())
         self._deadlines.clear()
         self._customers.clear()
         self._processing = 0
@@ -282,7 +312,7 @@ class ConversationGate(Generic[PayloadT]):
         """The earliest deadline among live items, for arming a timer; None when empty."""
         if not self._deadlines:
             return None
-        return next(iter(self._deadlines.values())).deadline
+        return next(iter(self._sorted().values())).deadline
 
     def is_processing(self, item_id: str) -> bool:
         """True when ``item_id`` is live and in processing (not merely queued)."""
@@ -369,16 +399,30 @@ class ConversationGate(Generic[PayloadT]):
             self._now = now
         return self._now
 
-    def _new_item(self, key: str, item_id: str, payload: PayloadT, now: float) -> Item[PayloadT]:
+    def _new_item(
+        self, key: str, item_id: str, payload: PayloadT, now: float, deadline: float | None
+    ) -> Item[PayloadT]:
         item = Item(
             item_id=item_id,
             key=key,
             payload=payload,
             offered_at=now,
-            deadline=now + self._timeout_s,
+            deadline=now + self._timeout_s if deadline is None else deadline,
         )
-        self._deadlines[item_id] = item
+        deadlines = self._deadlines
+        if deadlines and item.deadline < next(reversed(deadlines.values())).deadline:
+            self._unsorted = True
+        deadlines[item_id] = item
         return item
+
+    def _sorted(self) -> OrderedDict[str, Item[PayloadT]]:
+        """The live items in deadline order, re-sorted first if an offer broke the order."""
+        if self._unsorted:
+            self._unsorted = False
+            # Stable: items with equal deadlines keep their offer order.
+            ordered = sorted(self._deadlines.items(), key=lambda kv: kv[1].deadline)
+            self._deadlines = OrderedDict(ordered)
+        return self._deadlines
 
     def _reject(self, reason: RejectReason) -> Offer[PayloadT]:
         self._rejected[reason] += 1

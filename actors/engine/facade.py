@@ -4,27 +4,32 @@ It starts a Thespian actor system, creates the supervisor, and turns each call i
 blocking ask. It is also the final arbiter of the contract "every accepted message ends
 in exactly one outcome": its ``Ledger`` holds every accepted message until its outcome
 arrives, drops second outcomes, times out what no actor answered for (an actor died), and
-re-admits everything to a restarted router. Calls are serialised by a lock: Thespian's
-external API is not thread-safe.
+re-admits everything to a restarted router. The durable intake store makes the contract
+outlive the process: a message is recorded before ``submit_many`` answers ``Accepted``,
+its outcome before ``outcomes`` returns it, and what a crash left unfinished is recovered
+at the next ``start`` (the ledger and the store are kept in step by ``intake_book``).
+Calls are serialised by a lock: Thespian's external API is not thread-safe.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from loguru import logger
 
 from actors.config import BASES, EngineConfig
-from actors.engine.ledger import Ledger
+from actors.engine.intake_book import MessageBook
 from actors.engine.listeners import Listeners, Subscription
 from actors.engine.router_link import RouterLink
-from actors.engine.shutdown import DeadLetters, settle
+from actors.engine.shutdown import DeadLetters
 from actors.engine.state import ENGINE, EngineState
 from actors.engine.stats import build_stats
 from actors.errors import EngineError, InstanceLimitError
@@ -86,17 +91,12 @@ class Engine:
         self.admin_port = admin_port
         self.ask_timeout_s = ask_timeout_s
         self.seed = random.randrange(2**31) if seed is None else seed
-        c = self.config
-        self._ledger = Ledger(
-            capacity=c.capacity + c.max_uncollected_outcomes,
-            grace_s=1.0,
-        )
-        self._listeners = Listeners(max_per_account=c.max_listeners)
+        self._book = MessageBook(self.config)
+        self._listeners = Listeners(max_per_account=self.config.max_listeners)
         self._lock = threading.RLock()
         self._sys: SystemHandle | None = None
         self._supervisor: Any = None
         self._link: RouterLink | None = None
-        self._ready: deque[Outcome] = deque()
         self._counters: Counter[str] = Counter()
         self._state = EngineState.NEW  # moved only through the ENGINE table
         self._report: ShutdownReport | None = None
@@ -106,25 +106,45 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> Engine:
-        """Start the actor system, the supervisor, the router and the AI pool."""
+        """Open the intake store, recover what it holds unfinished, start the actors.
+
+        Raises:
+            StoreLockedError: another engine uses ``intake_path`` (before any process starts).
+            StoreError: the intake store cannot be opened or read (names the path).
+            EngineError: the engine was started before, or the actor system did not start.
+        """
         with self._lock:
             if not ENGINE.allows(self._state, "start"):
                 raise EngineError(f"can't start an engine that is {self._state}")
-            self._sys = SystemHandle(self.base, self.admin_port)
-            self.admin_port = self._sys.admin_port
-            started = self._sys.start(self.config, self.seed, self.ask_timeout_s * 3)
-            self._supervisor = self._sys.supervisor
-            self._link = RouterLink(
-                self._sys,
-                started.router,
-                started.router_generation,
-                ask_timeout_s=self.ask_timeout_s,
-                restart_wait_s=self.config.restart_max_backoff_s,
-            )
-            self._sys.on_stale = self._link.set_aside
+            # First, so that a second engine on the store, or a store that cannot be read,
+            # fails before any process exists.
+            self._book.open(time.time())
+            try:
+                self._start_actors()
+            except BaseException:
+                self._book.close()  # a failed system start has stopped what it started
+                raise
             self._state = ENGINE.next(self._state, "start")
             self.log.info("engine started on {} (admin port {})", self.base, self.admin_port)
             return self
+
+    def _start_actors(self) -> None:
+        system = SystemHandle(self.base, self.admin_port)
+        self.admin_port = system.admin_port
+        # The account processes open the store themselves (sent marks): an absolute path.
+        path = os.path.abspath(self.config.intake_path)
+        config = dataclasses.replace(self.config, intake_path=path)
+        started = system.start(config, self.seed, self.ask_timeout_s * 3)
+        self._sys = system
+        self._supervisor = system.supervisor
+        self._link = RouterLink(
+            system,
+            started.router,
+            started.router_generation,
+            ask_timeout_s=self.ask_timeout_s,
+            restart_wait_s=self.config.restart_max_backoff_s,
+        )
+        system.on_stale = self._link.set_aside
 
     def __enter__(self) -> Engine:
         return self.start() if self._state is EngineState.NEW else self
@@ -176,16 +196,27 @@ class Engine:
     ) -> None:
         """Start an account actor.
 
+        Messages the intake store recovered for this account at ``start`` are admitted
+        again now, each with its original deadline.
+
         Raises:
             InstanceLimitError: ``max_instances`` accounts already run.
             EngineError: the id is taken, or the transport or its options are invalid.
         """
         spec = AccountSpec(account_id=account_id, transport=transport, options=dict(options or {}))
-        result = self._command(AddAccount(spec=spec))
-        if not result.ok:
-            if result.error == "instance_limit":
-                raise InstanceLimitError(result.detail)
-            raise EngineError(result.detail or result.error)
+        with self._lock:
+            result = self._command(AddAccount(spec=spec))
+            if not result.ok:
+                if result.error == "instance_limit":
+                    raise InstanceLimitError(result.detail)
+                raise EngineError(result.detail or result.error)
+            batch = self._book.readmission(account_id)
+            if batch is not None:
+                reply = self._ask_router(batch)
+                # No answer: the ledger's deadlines end them, or a new router gets them.
+                if isinstance(reply, SubmitResults):
+                    self._counters["intake.readmitted"] += len(batch.messages)
+                    self._book.readmitted(reply)
 
     def remove_account(self, account_id: str) -> CommandResult:
         """Stop an account and free its slot; its pending messages end with an outcome."""
@@ -233,76 +264,75 @@ class Engine:
                 raise TypeError(f"submit takes InboundMessage, not {type(msg).__name__}")
         with self._lock:
             if self._state is not EngineState.RUNNING:
-                return [
-                    self._refuse(m, "shutting_down", "the engine is not running") for m in batch
-                ]
+                why = "the engine is not running"
+                return [self._counted(_refusal(m, "shutting_down", why)) for m in batch]
             if not batch:
                 return []
-            reply = self._ask_router(
-                SubmitBatch(messages=batch, generation=self._link.generation if self._link else 0)
-            )
-            if not isinstance(reply, SubmitResults):
-                return [self._refuse(m, "capacity", "the router is unavailable") for m in batch]
-            now = time.time()
-            by_id = {m.message_id: m for m in batch}
-            for result in reply.results:
-                if isinstance(result, Accepted):
-                    deadline = result.deadline or now + self.config.processing_timeout_s
-                    self._ledger.accept(by_id[result.message_id], deadline, now)
-                else:
-                    self._counters[f"reject.{result.reason}"] += 1
-            return list(reply.results)
+            # The store's duplicate and capacity refusals; None: ask the router.
+            answers: list[Accepted | Rejected | None] = list(self._book.screen(batch))
+            ask = tuple(m for m, a in zip(batch, answers, strict=True) if a is None)
+            if ask:
+                reply = self._ask_router(SubmitBatch(messages=ask))
+                results: Sequence[Accepted | Rejected] = (
+                    reply.results
+                    if isinstance(reply, SubmitResults)
+                    else [_refusal(m, "capacity", "the router is unavailable") for m in ask]
+                )
+                self._book.admit(ask, results, time.time())  # recorded before we answer
+                fill = iter(results)
+                answers = [a or next(fill) for a in answers]
+            return [self._counted(a) for a in answers if a is not None]
 
-    def _refuse(self, msg: InboundMessage, reason: str, detail: str) -> Rejected:
-        self._counters[f"reject.{reason}"] += 1
-        return Rejected(message_id=msg.message_id, reason=reason, detail=detail)
+    def _counted(self, answer: Accepted | Rejected) -> Accepted | Rejected:
+        if isinstance(answer, Rejected):
+            self._counters[f"reject.{answer.reason}"] += 1
+        return answer
 
     def outcomes(self, timeout: float = 1.0, *, max_items: int = 10_000) -> list[Outcome]:
         """Outcomes ready now; if none, wait up to ``timeout`` seconds for the first."""
         with self._lock:
-            out = self._take_ready(max_items)
+            out = self._book.take_ready(max_items)
             if self._state is not EngineState.RUNNING:
-                return out + self._ledger.expire(time.time())
-            until = time.time() + max(0.0, timeout)
-            while True:
-                # Hear from the router before timing anything out: an outcome it holds for a
-                # message past its deadline (collected late) is the real one, not a timeout.
-                due = self._ledger.next_wakeup()
-                overdue = due is not None and due <= time.time()
-                wait_s = 0.0 if out or overdue else max(0.0, until - time.time())
-                reply = self._ask_router(
-                    CollectOutcomes(
-                        max_items=max(1, max_items - len(out)),
-                        wait_s=wait_s,
-                        generation=self._link.generation if self._link else 0,
-                    ),
-                    timeout=wait_s + self.ask_timeout_s,
-                )
-                if isinstance(reply, OutcomeBatch):
-                    out += self._accept_outcomes(reply.outcomes)
-                    for event in reply.events:
-                        self._listeners.dispatch(event)
-                # What is still unresolved past its deadline (+ grace) has no actor answering.
-                out += self._ledger.expire(time.time())
-                # An answer may carry only events, or only outcomes this ledger had already
-                # settled: keep waiting for a real one until the timeout.
-                if out or wait_s <= 0 or not isinstance(reply, OutcomeBatch):
-                    return out
+                return out + self._book.ledger.expire(time.time())
+            out = self._collect(out, timeout, max_items)
+            self._book.record()  # before they are returned
+            self._book.upkeep()
+            return out
 
-    def _take_ready(self, max_items: int) -> list[Outcome]:
-        n = min(max_items, len(self._ready))
-        return [self._ready.popleft() for _ in range(n)]
-
-    def _accept_outcomes(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
-        return [o for o in outcomes if self._ledger.resolve(o)]
+    def _collect(self, out: list[Outcome], timeout: float, max_items: int) -> list[Outcome]:
+        """``out``, plus what the router has (waiting up to ``timeout`` if there is none)."""
+        until = time.time() + max(0.0, timeout)
+        while True:
+            # Hear from the router before timing anything out: an outcome it holds for a
+            # message past its deadline (collected late) is the real one, not a timeout.
+            due = self._book.ledger.next_wakeup()
+            overdue = due is not None and due <= time.time()
+            wait_s = 0.0 if out or overdue else max(0.0, until - time.time())
+            reply = self._ask_router(
+                CollectOutcomes(
+                    max_items=max(1, max_items - len(out)),
+                    wait_s=wait_s,
+                    generation=self._link.generation if self._link else 0,
+                ),
+                timeout=wait_s + self.ask_timeout_s,
+            )
+            if isinstance(reply, OutcomeBatch):
+                out += self._book.resolve(reply.outcomes)
+                for event in reply.events:
+                    self._listeners.dispatch(event)
+            # What is still unresolved past its deadline (+ grace) has no actor answering.
+            out += self._book.expire(time.time())
+            # An answer may carry only events, or only outcomes this ledger had already
+            # settled: keep waiting for a real one until the timeout.
+            if out or wait_s <= 0 or not isinstance(reply, OutcomeBatch):
+                return out
 
     def _ask_router(self, msg: SubmitBatch | CollectOutcomes, timeout: float | None = None) -> Any:
         assert self._link is not None
-        reply = self._link.ask(
-            msg, self.ask_timeout_s if timeout is None else timeout, self._ledger
-        )
-        self._ready.extend(self._accept_outcomes(self._link.take_refused()))
-        self._ready.extend(self._accept_outcomes(self._link.take_set_aside()))
+        book = self._book
+        reply = self._link.ask(msg, self.ask_timeout_s if timeout is None else timeout, book.ledger)
+        book.ready.extend(book.resolve(self._link.take_refused()))
+        book.ready.extend(book.resolve(self._link.take_set_aside()))
         return reply
 
     # --- stats ----------------------------------------------------------------------------
@@ -325,7 +355,8 @@ class Engine:
             return build_stats(
                 reply,
                 self._counters,
-                ledger=self._ledger,
+                ledger=self._book.ledger,
+                intake=self._book.stats(),
                 listeners=self._listeners,
                 link=self._link,
                 system=self._sys,
@@ -364,19 +395,26 @@ class Engine:
                 c.shutdown_timeout_s + _MARGIN_S,
                 accept=lambda r: isinstance(r, ShutdownDone),
             )
-            settled = settle(done, self._ledger)
-            self._ready.extend(settled.outcomes)
+            keep = self._book.durable  # the store keeps what is unfinished: no journal
+            settled = self._book.settle(done)
             journaled = self._dead_letters.write(settled.unsent)
             self._listeners.close_all()
             t0 = time.time()
-            self._sys.stop()
+            try:
+                self._sys.stop()
+            finally:
+                self._book.close()  # the very end: after every process that marks sends
             self._report = settled.report(system_s=time.time() - t0, total_s=time.time() - started)
             self._counters["journaled"] += journaled
+            self._counters["intake.kept_at_shutdown"] += settled.kept
             self._state = ENGINE.next(self._state, "stopped")
             self.log.info(
-                "engine stopped in {:.3f} s; {} messages abandoned and journaled",
+                "engine stopped in {:.3f} s; {} messages {}",
                 self._report.total_s,
                 len(settled.abandoned),
+                "left unfinished in the intake store for the next start"
+                if keep
+                else "abandoned and journaled",
             )
             return self._report
 
@@ -400,3 +438,7 @@ _COMMANDS = {
 
 def _is_answer(reply: CommandResult, command: str) -> bool:
     return reply.command == _COMMANDS.get(command)
+
+
+def _refusal(msg: InboundMessage, reason: str, detail: str) -> Rejected:
+    return Rejected(message_id=msg.message_id, reason=reason, detail=detail)

@@ -33,8 +33,11 @@ Bounds
     refuses a batch that does not fit with :class:`StoreFullError`, writing nothing, so a
     full store refuses (``capacity``) and never drops. Finished rows are kept at least
     ``retention_s`` after their outcome (the dedupe horizon: WhatsApp redelivers a
-    webhook for up to 7 days); :meth:`prune` then deletes at most ``budget`` of the
-    oldest per call through an index, so no call's pause grows with the store.
+    webhook for up to 7 days) *or until the store is full*, whichever comes first:
+    :meth:`prune` deletes at most ``budget`` of the oldest past the retention per call, and
+    :meth:`make_room` deletes the oldest finished ones early when room is short (which
+    shortens the dedupe horizon, counted ``evicted``), both through an index, so no call's
+    pause grows with the store. Only unfinished records filling it refuse new messages.
 
     SQLite's automatic checkpoint (every ~1,000 WAL pages, inside a commit) copies the WAL
     back into the database file: a periodic pause bounded by the WAL size, not the store's.
@@ -46,6 +49,7 @@ directory, the file modes and the lock: :mod:`actors.engine.intake_files`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -85,7 +89,9 @@ UNFINISHED_SQL = (
     " WHERE finished_at IS NULL ORDER BY seq"
 )
 """Recovery's scan: the partial index of unfinished rows, in acceptance order."""
-_COUNTERS = ("records", "unfinished", "commits", "accepted", "finished", "sent", "pruned")
+_COUNTERS = (
+    "records", "unfinished", "commits", "accepted", "finished", "sent", "pruned", "evicted",
+)  # fmt: skip
 
 
 class Unfinished(NamedTuple):
@@ -311,6 +317,31 @@ class IntakeStore:
             self._db.bump(records=-gone, pruned=gone)
         return gone
 
+    def make_room(self, needed: int, budget: int = 5_000) -> int:
+        """Delete the oldest finished records, retention or not, until ``needed`` more fit.
+
+        One transaction, at most ``budget`` deletions, oldest outcome first (the same index
+        walk as :meth:`prune`). Unfinished records are never deleted: when they fill the
+        store, :meth:`room` stays short and new messages are refused.
+
+        Returns:
+            How many records were deleted (counted ``evicted``: their dedupe horizon was
+            shorter than ``retention_s``).
+
+        Raises:
+            StoreError: the write or the commit failed.
+        """
+        require_int("budget", budget, minimum=1)
+        require_int("needed", needed, minimum=0)
+        with self._db.mutex:
+            short = min(budget, needed - self.room())
+            if short <= 0:
+                return 0
+            with self.batch():
+                gone = self._db.execute(PRUNE_SQL, (math.inf, short)).rowcount
+                self._db.bump(records=-gone, evicted=gone)
+        return gone
+
     # --- reads --------------------------------------------------------------------------
 
     def seen(self, message_ids: Iterable[str]) -> set[str]:
@@ -354,7 +385,8 @@ class IntakeStore:
 
         ``records``, ``unfinished``, ``room``, ``db_bytes`` (database and WAL files), and
         since open: ``commits``, ``accepted``, ``finished``, ``sent``, ``pruned``,
-        ``refused_full`` (new messages :meth:`record_accepted` refused: the store was full).
+        ``evicted`` (deleted early by :meth:`make_room`), ``refused_full`` (new messages
+        :meth:`record_accepted` refused: the store was full).
         """
         with self._db.mutex:
             return {

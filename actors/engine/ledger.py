@@ -13,6 +13,12 @@ mis-ordered map would let :meth:`Ledger.expire` stop early and miss an overdue m
 Resolved messages leave their heap entry behind; the heap is rebuilt when dead entries
 outnumber live ones (plus a small slack), so it never holds more than
 ``2 * in_flight + COMPACT_SLACK`` entries and each call is O(log n) amortized.
+
+A message recovered from the intake store at start is accepted *parked*: its account does
+not exist yet (the embedding program adds accounts after ``start``). A parked message is
+not re-admitted to a restarted router (:meth:`Ledger.pending` leaves it out) until
+:meth:`Ledger.unpark` hands it over when its account is added; its deadline runs all the
+same, so one whose account never comes back times out.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class _Entry:
     deadline: float
     accepted_at: float
     seq: int
+    parked: bool = False
 
 
 class Ledger:
@@ -81,8 +88,10 @@ class Ledger:
         "_expired_total",
         "_grace_s",
         "_heap",
+        "_kept_total",
         "_late_outcomes",
         "_outcomes",
+        "_parked",
         "_peak_in_flight",
         "_resolved_total",
         "_seq",
@@ -102,18 +111,23 @@ class Ledger:
         self._late_outcomes = 0
         self._expired_total = 0
         self._abandoned_total = 0
+        self._kept_total = 0
         self._peak_in_flight = 0
         self._outcomes: dict[str, int] = {}
+        self._parked: dict[str, list[str]] = {}  # account id -> parked ids (some resolved)
 
     # -- operations -----------------------------------------------------------------------
 
-    def accept(self, message: InboundMessage, deadline: float, now: float) -> None:
+    def accept(
+        self, message: InboundMessage, deadline: float, now: float, *, parked: bool = False
+    ) -> None:
         """Record an accepted message that must end in exactly one outcome.
 
         Args:
             message: the message the router accepted.
             deadline: the ``Accepted.deadline`` (epoch seconds) the router gave it.
             now: the time of acceptance (epoch seconds), for :meth:`oldest_age`.
+            parked: recovered, waiting for its account (module docstring).
 
         Raises:
             LedgerError: ``message.message_id`` is already unresolved here, or
@@ -133,7 +147,9 @@ class Ledger:
                 "reached; the router's caps should have rejected it"
             )
         self._seq += 1
-        self._entries[message_id] = _Entry(message, deadline, now, self._seq)
+        self._entries[message_id] = _Entry(message, deadline, now, self._seq, parked)
+        if parked:
+            self._parked.setdefault(message.account_id, []).append(message_id)
         heapq.heappush(self._heap, (deadline + self._grace_s, self._seq, message_id))
         self._accepted_total += 1
         self._peak_in_flight = max(self._peak_in_flight, len(self._entries))
@@ -207,6 +223,35 @@ class Ledger:
         self._abandoned_total += len(abandoned)
         return abandoned
 
+    def unpark(self, account_id: str) -> list[tuple[InboundMessage, float]]:
+        """Hand over the account's parked messages, with their deadlines, to re-admit.
+
+        Returns:
+            The unresolved ones in acceptance order; from now on they are ordinary
+            unresolved messages (:meth:`pending` includes them).
+        """
+        out: list[tuple[InboundMessage, float]] = []
+        for message_id in self._parked.pop(account_id, ()):
+            entry = self._entries.get(message_id)
+            if entry is not None and entry.parked:
+                entry.parked = False
+                out.append((entry.message, entry.deadline))
+        return out
+
+    def keep_all(self) -> list[InboundMessage]:
+        """Let go of every unresolved message without an outcome, in acceptance order.
+
+        For a shutdown with a durable intake store: the messages stay unfinished there and
+        resume at the next start, where they get their one outcome. Counted in
+        ``kept_total``, not as outcomes.
+        """
+        kept = [entry.message for entry in self._entries.values()]
+        self._entries.clear()
+        self._heap.clear()
+        self._parked.clear()
+        self._kept_total += len(kept)
+        return kept
+
     # -- queries --------------------------------------------------------------------------
 
     def next_wakeup(self) -> float | None:
@@ -217,9 +262,19 @@ class Ledger:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def unresolved(self) -> list[InboundMessage]:
-        """The unresolved messages in acceptance order, e.g. to re-admit to a new router."""
-        return [entry.message for entry in self._entries.values()]
+    def unresolved(self, *, include_parked: bool = False) -> list[InboundMessage]:
+        """The unresolved messages in acceptance order (parked ones only if asked for)."""
+        return [e.message for e in self._entries.values() if include_parked or not e.parked]
+
+    def pending(self) -> list[tuple[InboundMessage, float]]:
+        """The unresolved messages that are not parked, with their deadlines, in acceptance
+        order: what a restarted router gets again, each with its original deadline."""
+        return [(e.message, e.deadline) for e in self._entries.values() if not e.parked]
+
+    @property
+    def parked(self) -> int:
+        """Recovered messages still waiting for their account."""
+        return sum(1 for e in self._entries.values() if e.parked)
 
     def deadline_of(self, message_id: str) -> float | None:
         """The deadline of an unresolved message; None if it is unknown or resolved."""
@@ -262,9 +317,14 @@ class Ledger:
     def resolved_total(self) -> int:
         """Outcomes passed on (by resolve, expire and abandon_all) since construction.
 
-        Always ``accepted_total - in_flight``.
+        Always ``accepted_total - in_flight - kept_total``.
         """
         return self._resolved_total
+
+    @property
+    def kept_total(self) -> int:
+        """Messages let go without an outcome by :meth:`keep_all`."""
+        return self._kept_total
 
     @property
     def late_outcomes(self) -> int:
@@ -311,6 +371,7 @@ class Ledger:
             "late_outcomes": self._late_outcomes,
             "expired_total": self._expired_total,
             "abandoned_total": self._abandoned_total,
+            "kept_total": self._kept_total,
             "heap_size": len(self._heap),
         }
 

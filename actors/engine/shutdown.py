@@ -1,8 +1,14 @@
 """The facade's half of ``shutdown()``: settle the ledger after the teardown, journal the rest.
 
 The supervisor tears the actors down and reports its stages and the router's last
-outcomes; whatever the ledger still holds after that is abandoned here (one outcome
-each, as the contract says) and written to the dead-letter journal for a replay.
+outcomes; whatever the ledger still holds after that is either
+
+- *kept* (a durable intake store, ``durability`` ``fsync`` or ``os``): it stays
+  unfinished in the store and resumes at the next start, where it gets its one outcome.
+  It gets none now: an ``abandoned`` outcome followed by a ``replied`` one after the
+  restart would be two. The ``ShutdownReport`` still lists it as abandoned; or
+- *abandoned* (``durability = "off"``): one ``abandoned`` outcome each, as the contract
+  says, and written to the dead-letter journal for a replay.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from actors.config import EngineConfig
 from actors.engine.journal import DeadLetterJournal
 from actors.engine.ledger import Ledger
 from actors.runtime.wiring import ShutdownDone
-from protocols import InboundMessage, Outcome, ShutdownReport, StageReport
+from protocols import InboundMessage, Outcome, ShutdownReport, StageReport, Status
 
 __all__ = ["DeadLetters", "Settled", "settle"]
 
@@ -29,16 +35,18 @@ class Settled:
 
     Attributes:
         stages: the supervisor's teardown stages (none if it did not report).
-        outcomes: the outcomes to hand out: the router's last ones, then one
-            ``abandoned``/``shutdown`` for each message the ledger still held.
-        abandoned: the ids of every abandoned message, the supervisor's first.
-        unsent: the abandoned messages the ledger held, for the journal.
+        outcomes: the outcomes to hand out: the router's last ones, then (unless kept)
+            one ``abandoned``/``shutdown`` for each message the ledger still held.
+        abandoned: the ids of every abandoned (or kept) message, the supervisor's first.
+        unsent: the abandoned messages the ledger held, for the journal (none if kept).
+        kept: how many messages were left unfinished in the intake store.
     """
 
     stages: tuple[StageReport, ...]
     outcomes: tuple[Outcome, ...]
     abandoned: tuple[str, ...]
     unsent: tuple[InboundMessage, ...]
+    kept: int = 0
 
     def report(self, *, system_s: float, total_s: float) -> ShutdownReport:
         """The ``ShutdownReport``: these stages, then stopping the actor system (``system_s``)."""
@@ -48,24 +56,40 @@ class Settled:
         )
 
 
-def settle(done: object, ledger: Ledger) -> Settled:
-    """Resolve the router's last outcomes, then abandon what is left in ``ledger``.
+def settle(done: object, ledger: Ledger, *, keep_unfinished: bool = False) -> Settled:
+    """Resolve the router's last outcomes, then abandon (or keep) what is left in ``ledger``.
 
     Args:
         done: the supervisor's answer to the shutdown request (a ``ShutdownDone``, or
             whatever came instead: then there are no stages and no last outcomes).
-        ledger: the facade's ledger; every message it holds gets its outcome here.
+        ledger: the facade's ledger; it holds nothing afterwards.
+        keep_unfinished: the intake store keeps what is left (module docstring): the
+            router's ``abandoned`` outcomes are dropped, the rest gets no outcome now.
     """
-    messages = {m.message_id: m for m in ledger.unresolved()}
+    messages = {m.message_id: m for m in ledger.unresolved(include_parked=True)}
     stages: tuple[StageReport, ...] = ()
     outcomes: list[Outcome] = []
     abandoned: list[str] = []
     if isinstance(done, ShutdownDone):
         stages = tuple(done.report.stages)
-        outcomes = [o for o in done.outcomes if ledger.resolve(o)]
+        last = done.outcomes
+        if keep_unfinished:
+            last = tuple(o for o in last if o.status != Status.ABANDONED)
+        outcomes = [o for o in last if ledger.resolve(o)]
         abandoned = list(done.report.abandoned)
     else:
         _log.error("the supervisor did not report the teardown (got {!r})", done)
+    if keep_unfinished:
+        listed = set(abandoned)
+        kept = ledger.keep_all()
+        abandoned += [m.message_id for m in kept if m.message_id not in listed]
+        return Settled(
+            stages=stages,
+            outcomes=tuple(outcomes),
+            abandoned=tuple(abandoned),
+            unsent=(),
+            kept=len(kept),
+        )
     for msg, outcome in ledger.abandon_all("shutdown"):
         outcomes.append(outcome)
         abandoned.append(msg.message_id)

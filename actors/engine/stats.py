@@ -36,6 +36,7 @@ def build_stats(
     journal: DeadLetterJournal | None,
     base: str,
     now: float,
+    intake: Mapping[str, int] | None = None,
 ) -> StatsReply:
     """The engine's stats: ``reply`` merged with the facade's counters and ledger.
 
@@ -45,6 +46,7 @@ def build_stats(
         ledger, listeners, link, system, journal: the facade's parts, read for their counters.
         base: the Thespian base the engine runs on.
         now: the wall-clock time, for the age of the oldest message in flight.
+        intake: the intake store's counters, already prefixed ``intake.``.
 
     Returns:
         The ``StatsReply``; the pids it names are also remembered by ``system``.
@@ -60,6 +62,7 @@ def build_stats(
     counters.update({f"listeners.{k}": int(v) for k, v in listeners.stats().items()})
     if journal is not None:
         counters["journal.overflow"] = journal.overflow
+    counters.update(intake or {})
     merged_counters, actors = merge_stats(reply, counters)
     if system is not None:
         system.remember_pids({a.pid for a in actors if a.pid})

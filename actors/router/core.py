@@ -16,7 +16,7 @@ window of the whole pipeline, and each downstream actor declares it as its capac
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from actors.config import EngineConfig
 from actors.cores.dedupe import DedupeSet
@@ -84,12 +84,35 @@ class RouterCore:
     # --- admission ------------------------------------------------------------------------
 
     def submit(
-        self, messages: Iterable[InboundMessage], now: float, *, readmit: bool = False
+        self,
+        messages: Sequence[InboundMessage],
+        now: float,
+        *,
+        readmit: bool = False,
+        deadlines: Sequence[float] = (),
     ) -> list[Accepted | Rejected]:
-        """Admit, queue or refuse each message; accepted ones will get exactly one outcome."""
-        return [self._admit(msg, now, readmit) for msg in messages]
+        """Admit, queue or refuse each message; accepted ones will get exactly one outcome.
 
-    def _admit(self, msg: InboundMessage, now: float, readmit: bool) -> Accepted | Rejected:
+        Args:
+            messages: the messages, answered in order.
+            now: the time (epoch seconds).
+            readmit: the engine accepted these before (a router restart, a recovery): no
+                duplicate check, no ``max_uncollected_outcomes`` refusal.
+            deadlines: one per message, the deadline it was first given (a re-admission
+                keeps it); empty: each gets ``now + processing_timeout_s``. A re-admitted
+                message already past its deadline is accepted and times out at once,
+                without a send.
+        """
+        if deadlines:
+            return [
+                self._admit(msg, now, readmit, deadline)
+                for msg, deadline in zip(messages, deadlines, strict=True)
+            ]
+        return [self._admit(msg, now, readmit, None) for msg in messages]
+
+    def _admit(
+        self, msg: InboundMessage, now: float, readmit: bool, deadline: float | None
+    ) -> Accepted | Rejected:
         mid = msg.message_id
         state = self._accounts.get(msg.account_id, AccountState.UNKNOWN)
         if self.draining:
@@ -110,7 +133,10 @@ class RouterCore:
                 f"{len(self._outcomes)} outcomes wait to be collected "
                 f"(max_uncollected_outcomes={self._config.max_uncollected_outcomes})",
             )
-        offer = self._gate.offer(f"{msg.account_id}/{msg.customer_id}", mid, msg, now)
+        if readmit and deadline is not None and deadline <= now:
+            return self._late_readmission(msg, deadline)
+        key = f"{msg.account_id}/{msg.customer_id}"
+        offer = self._gate.offer(key, mid, msg, now, deadline=deadline)
         if offer.occupancy_alert:
             self.alerts.append(
                 f"{self._gate.processing} of {self._config.max_concurrent_processing} "
@@ -135,6 +161,20 @@ class RouterCore:
             self._start(offer.item, now)
         return Accepted(message_id=mid, deadline=offer.item.deadline)
 
+    def _late_readmission(self, msg: InboundMessage, deadline: float) -> Accepted:
+        """A re-admitted message whose deadline passed meanwhile: accepted, timed out now."""
+        self._dedupe.seen_before(msg.message_id)
+        self._counters.update(("accepted", "readmitted", "readmitted_late"))
+        self._record(
+            msg.message_id,
+            None,
+            Status.TIMEOUT,
+            Reason.TIMEOUT,
+            None,
+            "its deadline passed before it was re-admitted; nothing was sent",
+        )
+        return Accepted(message_id=msg.message_id, deadline=deadline)
+
     def _reject(self, message_id: str, reason: str, detail: str) -> Rejected:
         self._counters[f"reject.{reason}"] += 1
         return Rejected(message_id=message_id, reason=reason, detail=detail)
@@ -142,6 +182,12 @@ class RouterCore:
     def _start(self, item: Item[InboundMessage], now: float) -> None:
         msg = item.payload
         flight = self._flights[msg.message_id] = Flight(msg=msg, deadline=item.deadline)
+        if msg.fixed_reply:  # the gateway's fallback text: sent as it is, no AI asked
+            flight.move("ai_reply")
+            flight.reply = msg.fixed_reply
+            self._counters["fixed_replies"] += 1
+            self._send(flight, now)
+            return
         if not self.pool_up:
             self._finish(
                 msg.message_id, Status.FAILED, Reason.NO_PROVIDER, now, detail="the AI pool failed"
@@ -192,7 +238,14 @@ class RouterCore:
                 continue
             flight.move("delivery")
             if report.ok:
-                self._finish(report.message_id, Status.REPLIED, "", now, reply=flight.reply)
+                self._finish(
+                    report.message_id,
+                    Status.REPLIED,
+                    "",
+                    now,
+                    reply=flight.reply,
+                    wamid=report.wamid,
+                )
             else:
                 status = Status.TIMEOUT if report.reason == Reason.TIMEOUT else Status.FAILED
                 self._finish(report.message_id, status, report.reason, now, detail=report.detail)
@@ -206,13 +259,14 @@ class RouterCore:
         *,
         reply: str | None = None,
         detail: str = "",
+        wamid: str = "",
     ) -> None:
         flight = self._flights.pop(message_id, None)
         account_id = flight.msg.account_id if flight else None
         step = self._gate.complete(message_id, now)
         if step.completed is not None:
             account_id = step.completed.payload.account_id
-        self._record(message_id, account_id, status, reason, reply, detail)
+        self._record(message_id, account_id, status, reason, reply, detail, wamid=wamid)
         for item in step.started:
             self._start(item, now)
 
@@ -224,13 +278,22 @@ class RouterCore:
         reason: str,
         reply: str | None,
         detail: str,
+        *,
+        wamid: str = "",
     ) -> None:
         if account_id is not None:
             live = self._live_by_account.get(account_id)
             if live is not None:
                 live.discard(message_id)
         self._outcomes.append(
-            Outcome(message_id=message_id, status=status, reason=reason, reply=reply, detail=detail)
+            Outcome(
+                message_id=message_id,
+                status=status,
+                reason=reason,
+                reply=reply,
+                detail=detail,
+                wamid=wamid,
+            )
         )
         self._counters[f"outcome.{status}" + (f".{reason}" if reason else "")] += 1
 

@@ -103,7 +103,7 @@ class RequestDesk:
         last = self._last_submit
         if msg.request_id and last is not None and last.request_id == msg.request_id:
             return [Send(to=sender, msg=last)]
-        results = self.core.submit(msg.messages, now, readmit=msg.readmit)
+        results = self.core.submit(msg.messages, now, readmit=msg.readmit, deadlines=msg.deadlines)
         reply = SubmitResults(
             results=tuple(results), generation=self.generation, request_id=msg.request_id
         )
