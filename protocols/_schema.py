@@ -25,12 +25,13 @@ __all__ = [
     "Message",
     "Scalar",
     "SchemaError",
+    "check_customer_id",
     "check_id",
     "check_one_of",
-    "check_phone",
     "check_range",
     "check_slug",
     "check_text",
+    "is_bsuid",
     "iter_fields",
     "lookup",
     "message",
@@ -48,6 +49,10 @@ Scalar = str | int | float | bool | None
 """What an ``options`` mapping may hold: it must survive msgpack and pickle unchanged."""
 
 _PHONE_RE = re.compile(r"\+?[0-9]{6,20}")
+# WhatsApp business-scoped user ids: a country code, a period, 1-128 ASCII letters and
+# digits (``US.13491208655302741918``); the parent (enterprise) form adds ``ENT.``.
+_BSUID_RE = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
+_PARENT_BSUID_RE = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
 _SLUG_RE = re.compile(r"[a-z][a-z0-9_]*(:[A-Za-z0-9_.-]+)?")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -335,10 +340,19 @@ def check_text(msg: Message, field: str, value: str, *, allow_empty: bool = Fals
             msg._fail(field, f"is not valid UTF-8 text ({exc.reason} at {exc.start})")
 
 
-def check_phone(msg: Message, field: str, value: str) -> None:
-    """A customer id: a phone number of 6-20 digits with an optional leading ``+``."""
-    if _PHONE_RE.fullmatch(value) is None:
-        msg._fail(field, f"must be 6-20 digits with an optional leading '+', got {_short(value)}")
+def is_bsuid(value: str) -> bool:
+    """Whether ``value`` is a business-scoped user id (``US.1349...``, ``US.ENT.9a...``)."""
+    return _BSUID_RE.fullmatch(value) is not None or _PARENT_BSUID_RE.fullmatch(value) is not None
+
+
+def check_customer_id(msg: Message, field: str, value: str) -> None:
+    """A customer id: a phone number (6-20 digits, optional ``+``) or a BSUID (``is_bsuid``)."""
+    if _PHONE_RE.fullmatch(value) is None and not is_bsuid(value):
+        msg._fail(
+            field,
+            "must be a phone number (6-20 digits, optional leading '+') or a BSUID "
+            f"(e.g. US.<1-128 letters/digits> or US.ENT.<...>), got {_short(value)}",
+        )
 
 
 def check_slug(msg: Message, field: str, value: str, *, max_len: int = 64) -> None:

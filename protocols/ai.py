@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from protocols._schema import (
     Message,
+    check_customer_id,
     check_id,
-    check_phone,
     check_range,
     check_slug,
     check_text,
@@ -24,6 +24,8 @@ class AIRequest(Message):
 
     ``deadline`` is wall-clock epoch seconds: the one deadline of the message, shared by
     every provider the pool tries (a fallback does not restart the budget).
+    ``context_id`` is ``InboundMessage.context_id``: the message the customer replied to
+    (empty when none); providers may tell the model about it.
     """
 
     message_id: str
@@ -31,12 +33,15 @@ class AIRequest(Message):
     customer_id: str
     text: str
     deadline: float
+    context_id: str = ""
 
     def _validate(self) -> None:
         check_id(self, "message_id", self.message_id)
         check_id(self, "account_id", self.account_id)
-        check_phone(self, "customer_id", self.customer_id)
+        check_customer_id(self, "customer_id", self.customer_id)
         check_text(self, "text", self.text)
+        if self.context_id:
+            check_id(self, "context_id", self.context_id)
 
 
 @message("ai_reply")

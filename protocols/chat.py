@@ -5,16 +5,19 @@ Statuses and reasons are short stable strings, safe to count, alert and branch o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from protocols._schema import (
     Message,
+    _short,
+    check_customer_id,
     check_id,
     check_one_of,
-    check_phone,
     check_slug,
     check_text,
+    is_bsuid,
     message,
 )
 
@@ -29,7 +32,10 @@ __all__ = [
     "Reason",
     "Rejected",
     "Status",
+    "is_bsuid",
 ]
+
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class Status(StrEnum):
@@ -54,6 +60,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"  # per-recipient allowance would not free up in time
     NO_PROVIDER = "no_provider"  # every AI provider is cooling down, exhausted or failed
     ACCOUNT_FAILED = "account_failed"  # the account actor crashed past its restart policy
+    ROUTER_FAILED = "router_failed"  # the router crashed past its restart policy
     TIMEOUT = "timeout"  # the processing deadline passed
     PROVIDER_ERROR = "provider_error"  # the provider answered with an error
     TRANSPORT_ERROR = "transport_error"  # the transport could not send the reply
@@ -74,6 +81,7 @@ REJECT_REASONS = frozenset(
         Reason.SHUTTING_DOWN,
         Reason.INVALID,
         Reason.ACCOUNT_FAILED,
+        Reason.ROUTER_FAILED,
     )
 )
 """The reasons a submission can be refused with (``Rejected.reason``)."""
@@ -82,18 +90,41 @@ REJECT_REASONS = frozenset(
 @message("inbound")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage(Message):
-    """A customer's text message to one of our WhatsApp numbers, as the gateway saw it."""
+    """A customer's message to one of our WhatsApp numbers, as the gateway saw it.
+
+    ``customer_id`` is the sender as the webhook names it: a phone number (``+`` and
+    6-20 digits) or a business-scoped user id (``US.1349...``, ``US.ENT.9a...``) for a
+    sender whose number WhatsApp withholds. ``text`` is what the AI reads; for a kind
+    other than ``text`` the gateway marks it (``[button reply] Yes (id: yes)``).
+
+    Attributes:
+        kind: what the customer sent: ``text``, ``button_reply``, ``list_reply``,
+            ``quick_reply``, ``image``, ``location``, ... (lower_snake, at most 32).
+        context_id: the message the customer replied to (WhatsApp's ``context.id``), or "".
+        fixed_reply: when set, the engine sends this text as the reply and asks no AI
+            provider (the gateway's fallback for kinds the AI cannot read).
+    """
 
     account_id: str
     customer_id: str
     message_id: str
     text: str
+    kind: str = "text"
+    context_id: str = ""
+    fixed_reply: str = ""
 
     def _validate(self) -> None:
         check_id(self, "account_id", self.account_id)
-        check_phone(self, "customer_id", self.customer_id)
+        check_customer_id(self, "customer_id", self.customer_id)
         check_id(self, "message_id", self.message_id)
         check_text(self, "text", self.text)
+        if _KIND_RE.fullmatch(self.kind) is None:
+            self._fail(
+                "kind", f"must be a lower_snake name of 1-32 characters, got {_short(self.kind)}"
+            )
+        if self.context_id:
+            check_id(self, "context_id", self.context_id)
+        check_text(self, "fixed_reply", self.fixed_reply, allow_empty=True)
 
 
 @message("outbound")
@@ -110,7 +141,7 @@ class OutboundReply(Message):
 
     def _validate(self) -> None:
         check_id(self, "account_id", self.account_id)
-        check_phone(self, "customer_id", self.customer_id)
+        check_customer_id(self, "customer_id", self.customer_id)
         check_id(self, "message_id", self.message_id)
         check_text(self, "text", self.text)
 
@@ -151,7 +182,10 @@ class Outcome(Message):
     """How an accepted message ended.
 
     ``reason`` is empty for ``replied`` and a reason code otherwise; ``reply`` is the
-    reply text for ``replied`` and None otherwise.
+    reply text for ``replied`` and None otherwise. ``wamid`` is the id WhatsApp gave the
+    reply when the transport learned one (``cloud_api``; empty otherwise): the ``id`` of
+    the status webhooks (sent, delivered, read, failed) that later concern this reply.
+    ``replied`` means WhatsApp accepted the send, not that it reached the customer.
     """
 
     message_id: str
@@ -159,10 +193,13 @@ class Outcome(Message):
     reason: str = ""
     reply: str | None = None
     detail: str = ""
+    wamid: str = ""
 
     def _validate(self) -> None:
         check_id(self, "message_id", self.message_id)
         check_one_of(self, "status", self.status, STATUSES)
+        if self.wamid:
+            check_id(self, "wamid", self.wamid)
         if self.status == Status.REPLIED:
             if self.reply is None:
                 self._fail("reply", "must be set when status is 'replied'")
@@ -180,15 +217,21 @@ class Outcome(Message):
 @message("delivery")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryReport(Message):
-    """An account actor's answer to an ``OutboundReply``: sent, or failed with a reason."""
+    """An account actor's answer to an ``OutboundReply``: sent, or failed with a reason.
+
+    ``wamid`` is the id WhatsApp gave a sent reply, when the transport learned one.
+    """
 
     message_id: str
     ok: bool
     reason: str = ""
     detail: str = ""
+    wamid: str = ""
 
     def _validate(self) -> None:
         check_id(self, "message_id", self.message_id)
+        if self.wamid:
+            check_id(self, "wamid", self.wamid)
         if self.ok and self.reason:
             self._fail("reason", f"must be empty when ok, got {self.reason!r}")
         if not self.ok:

@@ -13,6 +13,10 @@ ids = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=p.MAX_ID_LEN
 )
 phones = st.from_regex(r"\A\+?[0-9]{6,20}\Z")
+# Business-scoped user ids, both forms, up to their 128-alphanumeric bound.
+bsuids = st.from_regex(r"\A[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}\Z")
+customer_ids = phones | bsuids
+kinds = st.from_regex(r"\A[a-z][a-z0-9_]{0,31}\Z")
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=300)
 details = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
 slugs = st.from_regex(r"\A[a-z][a-z0-9_]{0,20}(:[A-Za-z0-9_.-]{1,10})?\Z")
@@ -84,12 +88,19 @@ def command_results(draw: st.DrawFn) -> p.CommandResult:
 
 STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
     p.InboundMessage: st.builds(
-        p.InboundMessage, account_id=ids, customer_id=phones, message_id=ids, text=texts
+        p.InboundMessage,
+        account_id=ids,
+        customer_id=customer_ids,
+        message_id=ids,
+        text=texts,
+        kind=kinds,
+        context_id=st.just("") | ids,
+        fixed_reply=st.just("") | texts,
     ),
     p.OutboundReply: st.builds(
         p.OutboundReply,
         account_id=ids,
-        customer_id=phones,
+        customer_id=customer_ids,
         message_id=ids,
         text=texts,
         deadline=times,
@@ -115,7 +126,13 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
         detail=details,
     ),
     p.AIRequest: st.builds(
-        p.AIRequest, message_id=ids, account_id=ids, customer_id=phones, text=texts, deadline=times
+        p.AIRequest,
+        message_id=ids,
+        account_id=ids,
+        customer_id=customer_ids,
+        text=texts,
+        deadline=times,
+        context_id=st.just("") | ids,
     ),
     p.AIReply: st.builds(
         p.AIReply,
@@ -153,12 +170,19 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
 inbound = STRATEGIES[p.InboundMessage]
 gens = st.integers(min_value=0, max_value=2**31)
 STRATEGIES |= {
-    p.SubmitBatch: st.builds(
-        p.SubmitBatch,
-        messages=st.lists(inbound, max_size=4).map(tuple),
-        generation=gens,
-        readmit=st.booleans(),
-        request_id=gens,
+    # deadlines: none, or one per message (a re-admission keeps each one's deadline).
+    p.SubmitBatch: st.lists(inbound, max_size=4).flatmap(
+        lambda msgs: st.builds(
+            p.SubmitBatch,
+            messages=st.just(tuple(msgs)),
+            generation=gens,
+            readmit=st.booleans(),
+            request_id=gens,
+            deadlines=st.just(())
+            | st.lists(
+                st.floats(min_value=0, max_value=4e9), min_size=len(msgs), max_size=len(msgs)
+            ).map(tuple),
+        )
     ),
     p.SubmitResults: st.builds(
         p.SubmitResults,

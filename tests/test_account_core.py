@@ -452,6 +452,85 @@ def test_a_transport_retry_after_past_the_deadline_fails_with_the_transports_rea
 # -- sweep, cancel, close, arguments ----------------------------------------------------------
 
 
+class RefusingTransport(ScriptedTransport):
+    """Answers the first ``refusals`` sends as Graph's 130429 would, then accepts each."""
+
+    def __init__(self, refusals: int, *, maybe_sent: bool = False) -> None:
+        super().__init__([])
+        self.refusals = refusals
+        self.maybe_sent = maybe_sent
+
+    def poll(self, now: float) -> list[SendResult]:
+        done, self._due = self._due, []
+        results = []
+        for message_id in done:
+            if self.refusals > 0:
+                self.refusals -= 1
+                results.append(
+                    SendResult(
+                        message_id=message_id,
+                        ok=False,
+                        reason="rate_limited",
+                        detail="HTTP 400: Graph error 130429",
+                        retry_after=0.5,
+                        maybe_sent=self.maybe_sent,
+                    )
+                )
+            else:
+                results.append(SendResult(message_id=message_id, ok=True, wamid=f"wamid.{now}"))
+        return results
+
+
+def drive(core: AccountCore, until: float) -> dict[str, DeliveryReport]:
+    """Poll at each wakeup up to ``until``; return the reports by message id."""
+    reports = by_id(core.poll(0.0))
+    while (due := core.next_wakeup()) is not None and due <= until:
+        reports |= by_id(core.poll(due))
+    return reports
+
+
+def test_ten_refused_attempts_use_none_of_the_allowance_and_the_next_message_goes_at_once():
+    # The bug: each refused attempt (130429, the number's throughput) took one of the
+    # customer's 10 sends per 60 s, so the 11th attempt and the customer's next message
+    # failed rate_limited with no HTTP call while Graph answered 200 again.
+    transport = RefusingTransport(10)
+    core = make_core(transport, rate_allowance=10, rate_window_s=60.0)
+    core.submit([reply("m1", deadline=30.0)], now=0.0)
+
+    first = drive(core, until=30.0)
+
+    assert first["m1"].ok
+    assert first["m1"].wamid
+    assert len(transport.started) == 11
+    assert core.stats()["allowance_returned"] == 10
+    assert core.entries_for(phone(0)) == 1  # only the send that went out
+    at = transport.started[-1][1]
+    core.submit([reply("m2", deadline=at + 1.0)], now=at)
+    second = by_id(core.poll(at))
+    assert second["m2"].ok
+    assert [m for m, _ in transport.started].count("m2") == 1
+
+
+def test_a_failed_send_that_may_have_gone_out_keeps_the_allowance_it_took():
+    transport = RefusingTransport(3, maybe_sent=True)  # e.g. timeouts: Graph may have sent
+    core = make_core(transport, rate_allowance=2, rate_window_s=60.0)
+    core.submit([reply("m1", deadline=30.0)], now=0.0)
+
+    reports = drive(core, until=30.0)
+
+    # Two attempts used the allowance of two; the third waits past the deadline.
+    assert reports["m1"].reason == "rate_limited"
+    assert len(transport.started) == 2
+    assert core.stats()["allowance_returned"] == 0
+
+
+def test_a_sent_reply_reports_the_wamid_the_transport_learned():
+    core = make_core(RefusingTransport(0))
+    core.submit([reply("m1")], now=5.0)
+
+    assert core.poll(5.0) == [DeliveryReport(message_id="m1", ok=True, wamid="wamid.5.0")]
+
+
 def test_sweep_removes_expired_recipients_at_most_sweep_budget_per_call():
     core = make_core(sweep_budget=4)
     core.submit([reply(f"m{n}", n) for n in range(10)], now=0.0)
@@ -519,17 +598,36 @@ WINDOW, ALLOWANCE, CAPACITY = 10.0, 2, 6
 
 
 class RecordingTransport(LoopbackTransport):
-    """A loopback that also logs when each send started, for the allowance check."""
+    """A loopback that also logs each start and each refusal, in the order they happen.
 
-    __slots__ = ("starts",)
+    ``starts`` holds ``(customer, message_id, now, seq)``; ``refused`` maps a refused
+    start's ``seq`` to the ``seq`` at which the core learned of the refusal (the core
+    handles a polled result before it starts anything else).
+    """
+
+    __slots__ = ("_live", "_seq", "refused", "starts")
 
     def __init__(self, options: Mapping[str, Scalar], seed: int) -> None:
         super().__init__(ACCOUNT, options, random.Random(seed))
-        self.starts: list[tuple[str, str, float]] = []
+        self.starts: list[tuple[str, str, float, int]] = []
+        self.refused: dict[int, int] = {}
+        self._live: dict[str, int] = {}  # message id -> seq of its start in flight
+        self._seq = 0
 
     def start(self, reply: OutboundReply, now: float) -> None:
         super().start(reply, now)
-        self.starts.append((reply.customer_id, reply.message_id, now))
+        self._seq += 1
+        self.starts.append((reply.customer_id, reply.message_id, now, self._seq))
+        self._live[reply.message_id] = self._seq
+
+    def poll(self, now: float) -> list[SendResult]:
+        results = super().poll(now)
+        for result in results:
+            start = self._live.pop(result.message_id)
+            if not result.ok:
+                self._seq += 1
+                self.refused[start] = self._seq
+        return results
 
 
 class AccountMachine(RuleBasedStateMachine):
@@ -600,14 +698,22 @@ class AccountMachine(RuleBasedStateMachine):
 
     @invariant()
     def never_over_the_allowance_and_in_submission_order(self) -> None:
-        per_customer: dict[str, list[tuple[str, float]]] = {}
-        for customer, message_id, at in self.transport.starts:
-            per_customer.setdefault(customer, []).append((message_id, at))
+        # A start uses one of its customer's allowance for WINDOW seconds, unless it was
+        # refused (the core gives it back): at each start, fewer than ALLOWANCE of the
+        # customer's earlier starts may still be using theirs.
+        refused = self.transport.refused
+        per_customer: dict[str, list[tuple[str, float, int]]] = {}
+        for customer, message_id, at, seq in self.transport.starts:
+            per_customer.setdefault(customer, []).append((message_id, at, seq))
         for customer, starts in per_customer.items():
-            times = [at for _, at in starts]
-            for i in range(len(times) - ALLOWANCE):
-                assert times[i] + WINDOW <= times[i + ALLOWANCE], (customer, times)
-            started = [message_id for message_id, _ in starts]
+            for i, (_, at, seq) in enumerate(starts):
+                using = [
+                    t
+                    for _, t, s in starts[:i]
+                    if t + WINDOW > at and not (s in refused and refused[s] < seq)
+                ]
+                assert len(using) < ALLOWANCE, (customer, at, using)
+            started = [message_id for message_id, _, _ in starts]
             submitted = [m for m in self.order[customer] if m in set(started)]
             assert started == submitted
 

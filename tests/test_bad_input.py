@@ -36,6 +36,7 @@ from apps.gateway import decode_payload, load_gateway_config, parse_payload
 from apps.gateway.webhook import KINDS, PayloadError
 from protocols import Accepted, DecodeError, InboundMessage, ProviderSpec, Rejected, codec
 from protocols._schema import SchemaError, schema_of
+from protocols.chat import is_bsuid
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound
 from tests.fakes.openai_api import FakeOpenAI
@@ -443,8 +444,8 @@ bad_texts = (
     | st.just("")
     | st.builds(lambda a: a + "\ud800", st.text(max_size=5))
 )
-bad_phones = st.text(max_size=30).filter(
-    lambda t: not __import__("re").fullmatch(r"\+?[0-9]{6,20}", t)
+bad_phones = st.text(max_size=30).filter(  # neither a phone number nor a BSUID
+    lambda t: not __import__("re").fullmatch(r"\+?[0-9]{6,20}", t) and not is_bsuid(t)
 )
 GOOD = {"account_id": "acct-1", "customer_id": "+15550001", "message_id": "w1", "text": "hi"}
 

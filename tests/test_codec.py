@@ -41,7 +41,8 @@ def test_every_message_class_round_trips_through_msgpack_and_pickle(
 
 def test_a_frame_carries_its_tag_and_version() -> None:
     msg = p.InboundMessage(**INBOUND)
-    assert msgpack.unpackb(codec.encode(msg)) == ["inbound", 1, INBOUND]
+    defaults = {"kind": "text", "context_id": "", "fixed_reply": ""}
+    assert msgpack.unpackb(codec.encode(msg)) == ["inbound", 1, INBOUND | defaults]
 
 
 @settings(max_examples=300, deadline=None)
@@ -174,6 +175,21 @@ def test_a_missing_field_with_a_default_decodes_to_the_default() -> None:
     assert codec.decode(frame) == p.Rejected(message_id="w1", reason="duplicate", detail="")
 
 
+def test_a_submit_batch_from_before_deadlines_decodes_with_none() -> None:
+    frame = _frame("submit_batch", {"messages": [["inbound", 1, INBOUND]], "readmit": True})
+    batch = codec.decode(frame)
+    assert isinstance(batch, p.SubmitBatch)
+    assert (batch.readmit, batch.deadlines) == (True, ())
+
+
+def test_a_submit_batch_takes_no_deadline_or_one_per_message() -> None:
+    msg = p.InboundMessage(**INBOUND)
+    ok = p.SubmitBatch(messages=(msg, msg), deadlines=(1.0, 2.0), readmit=True)
+    assert codec.decode(codec.encode(ok)) == ok
+    with pytest.raises(p.ValidationError, match=r"message \(2\), got 1 - at `SubmitBatch.dead"):
+        p.SubmitBatch(messages=(msg, msg), deadlines=(1.0,))
+
+
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     frame = _frame("accepted", {"message_id": "w1", "added_later": [1, 2]})
     assert codec.decode(frame) == p.Accepted(message_id="w1")
@@ -208,7 +224,7 @@ def test_a_nested_frame_of_the_wrong_class_is_refused() -> None:
 
 
 def test_a_field_that_breaks_its_rule_is_named_by_path() -> None:
-    with pytest.raises(DecodeError, match=r"6-20 digits .* - at `\$.customer_id`"):
+    with pytest.raises(DecodeError, match=r"6-20 digits.* - at `\$.customer_id`"):
         codec.decode(_frame("inbound", {**INBOUND, "customer_id": "12ab"}))
 
 

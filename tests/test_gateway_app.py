@@ -241,7 +241,7 @@ def test_a_signed_body_that_is_not_a_json_object_is_refused_400(make_engine: Eng
     assert gateway.counters.get("webhooks", code="400") == 3
 
 
-def test_statuses_non_text_invalid_and_unknown_numbers_are_acknowledged_and_counted(
+def test_statuses_unreadable_invalid_and_unknown_numbers_are_acknowledged_and_counted(
     make_engine: EngineFactory,
 ) -> None:
     gateway = make_gateway(make_engine("simpleSystemBase", echo={}, accounts=("acct-1",)))
@@ -265,8 +265,7 @@ def test_statuses_non_text_invalid_and_unknown_numbers_are_acknowledged_and_coun
     c = gateway.counters
     assert c.get("messages", kind="status") == 2
     assert c.get("statuses", status="read") == 1
-    assert c.get("messages", kind="non_text") == 1
-    assert c.get("non_text_messages", type="image") == 1
+    assert c.get("messages", kind="image") == 1  # no caption: acknowledged, not submitted
     assert c.get("messages", kind="invalid") == 1
     assert c.get("messages", kind="unknown_account") == 1
     assert c.get("messages", kind="ignored") == 1
@@ -389,7 +388,16 @@ def test_health_and_metrics_show_the_engine_and_the_gateway(make_engine: EngineF
                 samples = parse_exposition(await resp.text())
         assert health["status"] == "ok"
         assert health["engine"] == "running"
-        assert health["accounts"] == {"acct-1": {"state": "up", "depth": 0, "restarts": 0}}
+        assert health["accounts"] == {
+            "acct-1": {
+                "state": "up",
+                "can_send": True,
+                "depth": 0,
+                "restarts": 0,
+                "phone_number_id": PHONE_ID,
+            }
+        }
+        assert health["can_send"] == ["acct-1"]
         assert health["in_flight"] == 0
         assert samples["wae_engine_up"] == 1
         assert samples["wae_in_flight"] == 0
@@ -505,7 +513,10 @@ def test_a_refused_message_is_counted_by_its_reason_and_never_timed(
 def test_on_multiproc_the_gateway_serves_and_shuts_its_engine_down(tmp_path: Path) -> None:
     config = gateway_config(
         base="multiprocTCPBase",
-        engine=EngineConfig(dead_letter_path=str(tmp_path / "dead.bin")),
+        engine=EngineConfig(
+            dead_letter_path=str(tmp_path / "dead.bin"),
+            intake_path=str(tmp_path / "intake" / "intake.db"),
+        ),
         providers=(ProviderSpec(name="echo", kind="echo", priority=1),),
     )
     logs: list[str] = []
@@ -558,6 +569,7 @@ base = "simpleSystemBase"
 
 [engine]
 dead_letter_path = "{{dead}}"
+intake_path = "{{intake}}"
 
 [[accounts]]
 account_id = "acct-1"
@@ -571,7 +583,11 @@ kind = "echo"
 
 def test_the_command_serves_until_sigterm_then_shuts_the_engine_down(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
-    path.write_text(MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")))
+    path.write_text(
+        MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")).replace(
+            "{intake}", str(tmp_path / "intake" / "intake.db")
+        )
+    )
     env = {**os.environ, **ENV, "THESPLOG_FILE": str(tmp_path / "thespian.log")}
     env = {k: v for k, v in env.items() if not k.startswith("WAE_")}
     cmd = [sys.executable, "-m", "apps.gateway", "--config", str(path), "--host", "127.0.0.1"]
@@ -626,7 +642,11 @@ def test_the_command_serves_until_sigterm_then_shuts_the_engine_down(tmp_path: P
 
 def test_the_command_refuses_a_missing_secret_naming_the_variable(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
-    path.write_text(MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")))
+    path.write_text(
+        MAIN_CONFIG.replace("{dead}", str(tmp_path / "dead.bin")).replace(
+            "{intake}", str(tmp_path / "intake" / "intake.db")
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WAE_", "T_"))}
     env["T_VERIFY"] = VERIFY_TOKEN
     cmd = [sys.executable, "-m", "apps.gateway", "--config", str(path)]

@@ -29,7 +29,10 @@ def test_a_signed_webhook_is_answered_by_the_llm_and_sent_through_the_graph_api(
     monkeypatch.setenv("E2E_GRAPH_TOKEN", GRAPH_TOKEN)
     monkeypatch.setenv("E2E_OPENAI_KEY", OPENAI_KEY)
     engine = Engine(
-        EngineConfig(dead_letter_path=str(tmp_path / "dead.bin")),
+        EngineConfig(
+            dead_letter_path=str(tmp_path / "dead.bin"),
+            intake_path=str(tmp_path / "intake" / "intake.db"),
+        ),
         base="multiprocTCPBase",
         seed=3,
     ).start()  # before the fake servers' threads exist
@@ -85,7 +88,8 @@ def test_a_signed_webhook_is_answered_by_the_llm_and_sent_through_the_graph_api(
             ]
             assert all(c.bearer_ok and c.model == "test-model" for c in calls)
             # The Graph API got each reply for the right number and recipient.
-            sent = graph.requests
+            # (The gateway also marked each message read: those requests are kind "read".)
+            sent = [r for r in graph.requests if r.kind == "message"]
             assert [r.path for r in sent] == [f"/v21.0/{PHONE_ID}/messages"] * 2
             assert [r.to for r in sent] == ["15550001111", "15550001111"]
             assert [r.body["text"]["body"] for r in sent] == ["bot: hello", "bot: and now?"]

@@ -10,6 +10,7 @@ import pytest
 
 import protocols as p
 from protocols import ValidationError
+from protocols.chat import is_bsuid
 from tests.strategies import STRATEGIES
 
 INBOUND: dict[str, Any] = {
@@ -112,8 +113,106 @@ def test_phone_numbers_of_6_to_20_digits_are_accepted(phone: str) -> None:
     ],
 )
 def test_customer_ids_that_are_not_6_to_20_digits_are_refused(phone: str) -> None:
-    with pytest.raises(ValidationError, match=r"6-20 digits .* - at `InboundMessage.customer_id`"):
+    with pytest.raises(ValidationError, match=r"6-20 digits.* - at `InboundMessage.customer_id`"):
         inbound(customer_id=phone)
+
+
+# The forms of Meta's "Business-scoped user IDs" page: a country code, a period, up to 128
+# alphanumerics; the parent (enterprise) form has ENT. after the period.
+@pytest.mark.parametrize(
+    "bsuid",
+    [
+        "US.13491208655302741918",
+        "BR.a1B2c3",
+        "IN.x",
+        "US." + "9" * 128,
+        "US.ENT.11815799212886844830",
+        "GB.ENT." + "Z" * 128,
+        "US.ENT",  # "ENT" is alphanumerics too: the plain form
+    ],
+)
+def test_business_scoped_user_ids_are_customer_ids(bsuid: str) -> None:
+    assert inbound(customer_id=bsuid).customer_id == bsuid
+    assert is_bsuid(bsuid)
+    reply = p.OutboundReply(
+        account_id="a", customer_id=bsuid, message_id="m", text="t", deadline=1.0
+    )
+    assert reply.customer_id == bsuid
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "US.",
+        "us.1349",  # the country code is upper case
+        "USA.1349",
+        "U.1349",
+        ".1349",
+        "US1349",
+        "US." + "9" * 129,  # past 128
+        "US.ENT." + "9" * 129,
+        "US.ENT.",
+        "US.ENT.ENT.1",
+        "US.13-49",
+        "US.13_49",
+        "US.1349 ",
+        " US.1349",
+        "US.1349\n",
+        "US.\u0661\u0662",  # Arabic-Indic digits are not ASCII alphanumerics
+        "\uff35\uff33.1349",  # fullwidth letters
+        "+US.1349",
+    ],
+)
+def test_ids_that_only_look_like_bsuids_are_refused_with_both_forms_named(bad: str) -> None:
+    assert not is_bsuid(bad)
+    with pytest.raises(ValidationError, match=r"phone number .* or a BSUID .* - at `Inbound"):
+        inbound(customer_id=bad)
+
+
+def test_an_inbound_message_is_text_replying_to_nothing_unless_told() -> None:
+    msg = inbound()
+    assert (msg.kind, msg.context_id, msg.fixed_reply) == ("text", "", "")
+    told = inbound(kind="button_reply", context_id="wamid.ctx", fixed_reply="Thanks!")
+    assert (told.kind, told.context_id, told.fixed_reply) == (
+        "button_reply",
+        "wamid.ctx",
+        "Thanks!",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"kind": ""}, "kind"),
+        ({"kind": "Button"}, "kind"),
+        ({"kind": "a" * 33}, "kind"),
+        ({"kind": "image caption"}, "kind"),
+        ({"context_id": "x" * 129}, "context_id"),
+        ({"context_id": "wamid\x00"}, "context_id"),
+        ({"fixed_reply": "y" * 4097}, "fixed_reply"),
+    ],
+)
+def test_a_bad_kind_context_or_fixed_reply_is_refused_by_name(
+    change: dict[str, str], where: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"at `InboundMessage.{where}`"):
+        inbound(**change)
+
+
+def test_an_ai_request_carries_the_context_id_and_checks_it() -> None:
+    request = p.AIRequest(
+        message_id="m", account_id="a", customer_id="US.1", text="t", deadline=1.0
+    )
+    assert request.context_id == ""
+    with pytest.raises(ValidationError, match=r"at `AIRequest\.context_id`"):
+        p.AIRequest(
+            message_id="m",
+            account_id="a",
+            customer_id="US.1",
+            text="t",
+            deadline=1.0,
+            context_id="\x01",
+        )
 
 
 def test_a_wrong_type_is_named_with_the_class_and_field() -> None:

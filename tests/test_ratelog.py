@@ -189,6 +189,41 @@ def test_sends_at_the_same_instant_are_counted_one_by_one() -> None:
     assert log.try_acquire("r", 65.0).allowed
 
 
+def test_a_released_send_frees_its_place_in_the_window_at_once() -> None:
+    log = seed_log()
+    for t in range(ALLOWANCE):
+        log.record("r", float(t))
+    assert not log.check("r", 20.0).allowed
+
+    assert log.release("r", 7.0)  # the send recorded at t=7 was refused
+
+    assert log.try_acquire("r", 20.0).allowed
+    assert log.released == 1
+    assert log.entries_for("r") == ALLOWANCE
+
+
+def test_release_removes_the_entry_recorded_then_not_a_later_one() -> None:
+    log = seed_log()
+    for t in (1.0, 2.0, 3.0):
+        log.record("r", t)
+    log.release("r", 2.5)  # between entries: the newest one at or before it goes
+    assert log.entries_for("r") == 2
+    log.check("r", 62.5)  # prunes what expired by then: t=1 and t=2, not t=3
+    assert log.entries_for("r") == 1
+
+
+def test_releasing_the_last_entry_forgets_the_recipient_and_an_unknown_one_is_a_no_op() -> None:
+    log = seed_log()
+    log.record("r", 1.0)
+    assert log.release("r", 1.0)
+    assert len(log) == 0
+    assert not log.release("r", 1.0)
+    assert not log.release("nobody", 1.0)
+    log.record("s", 5.0)
+    assert not log.release("s", 4.0)  # nothing recorded at or before 4.0
+    assert log.released == 1
+
+
 def test_check_records_nothing() -> None:
     log = seed_log(allowance=1)
     for _ in range(5):

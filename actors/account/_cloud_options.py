@@ -10,7 +10,7 @@ from actors.config.envnames import show_env_name
 from actors.cores._args import require_int, require_number
 from protocols import Scalar
 
-__all__ = ["OPTION_KEYS", "CloudOptions", "parse_options"]
+__all__ = ["DEFAULT_THROUGHPUT_PER_S", "OPTION_KEYS", "CloudOptions", "parse_options"]
 
 OPTION_KEYS = (
     "api_base",
@@ -19,12 +19,16 @@ OPTION_KEYS = (
     "max_in_flight",
     "phone_number_id",
     "poll_interval_s",
+    "quote_replies",
     "throughput_per_s",
     "timeout_s",
     "token_env",
     "version",
 )
 """Every option ``cloud_api`` knows; any other key is refused."""
+
+DEFAULT_THROUGHPUT_PER_S = 80.0
+"""Sends per second per number when ``throughput_per_s`` is not given: Meta's default."""
 
 _DIGITS = re.compile(r"[0-9]{1,32}")
 _VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
@@ -45,6 +49,7 @@ class CloudOptions:
     backoff_min_s: float
     backoff_max_s: float
     poll_interval_s: float
+    quote_replies: bool = False
 
 
 def parse_options(
@@ -84,7 +89,7 @@ def parse_options(
     parsed = CloudOptions(
         url=f"{api_base.rstrip('/')}/{version}/{phone_number_id}/messages",
         token_env=token_env,
-        throughput_per_s=_positive(where, options, "throughput_per_s", 80.0),
+        throughput_per_s=_positive(where, options, "throughput_per_s", DEFAULT_THROUGHPUT_PER_S),
         timeout_s=_positive(where, options, "timeout_s", 10.0),
         max_in_flight=require_int(
             f"{where} max_in_flight", options.get("max_in_flight", 256), minimum=1
@@ -94,6 +99,7 @@ def parse_options(
             f"{where} backoff_max_s", options.get("backoff_max_s", 30.0), minimum=backoff_min_s
         ),
         poll_interval_s=_positive(where, options, "poll_interval_s", 0.005),
+        quote_replies=_flag(where, options, "quote_replies"),
     )
     token = environ.get(token_env, "")
     if not token:
@@ -102,6 +108,14 @@ def parse_options(
             "option token_env) is not set or empty; it must hold the access token"
         )
     return parsed, token
+
+
+def _flag(where: str, options: Mapping[str, Scalar], key: str) -> bool:
+    """Return option ``key`` (default False) if it is a bool."""
+    value = options.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where} {key} must be true or false, got {value!r}")
+    return value
 
 
 def _positive(where: str, options: Mapping[str, Scalar], key: str, default: float) -> float:

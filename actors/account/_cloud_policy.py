@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from actors.cores._args import require_number
@@ -40,6 +41,8 @@ MAX_RETRY_AFTER_S = 3600.0
 the cap keeps a broken header from turning into an absurd wait in a report."""
 
 _DETAIL_LIMIT = 400  # characters of server text kept in a detail: enough to diagnose
+_WAMID_LIMIT = 128  # a protocol id's limit (protocols.MAX_ID_LEN); Graph's are ~60
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class Verdict:
 
     ``retry_after`` is set exactly when the same send may succeed later; ``auth_failed``
     says the account's token is unusable (code 190) and the transport must stop sending.
+    ``wamid`` is the id Graph gave a sent message ("" when it is not a usable id);
+    ``maybe_sent`` says a failed attempt may have reached WhatsApp all the same (no
+    answer, or a 2xx cut short or unreadable): every other failure is a refusal.
     """
 
     ok: bool
@@ -102,6 +108,8 @@ class Verdict:
     detail: str = ""
     retry_after: float | None = None
     auth_failed: bool = False
+    wamid: str = ""
+    maybe_sent: bool = False
 
 
 class Backoff:
@@ -248,7 +256,7 @@ def classify(
         secret: text to redact from details (the access token).
     """
 
-    def retry(reason: str, detail: str) -> Verdict:
+    def retry(reason: str, detail: str, *, maybe_sent: bool = False) -> Verdict:
         wait = backoff.delay(attempt)
         # No default: without a usable header the backoff alone decides.
         asked = parse_retry_after(outcome.retry_after, now=now, cap_s=MAX_RETRY_AFTER_S)
@@ -256,7 +264,11 @@ def classify(
             wait = asked
         detail = f"{detail}; retry in {wait:g}s (attempt {attempt})"
         return Verdict(
-            ok=False, reason=reason, detail=clean_text(detail, secret=secret), retry_after=wait
+            ok=False,
+            reason=reason,
+            detail=clean_text(detail, secret=secret),
+            retry_after=wait,
+            maybe_sent=maybe_sent,
         )
 
     def fail(reason: str, detail: str, *, auth: bool = False) -> Verdict:
@@ -265,11 +277,15 @@ def classify(
 
     status = outcome.status
     if status is None:
-        return retry("transport_error", f"no HTTP response: {outcome.error or 'unknown error'}")
+        # A timeout may have sent it: a send with no answer still counts as one.
+        error = outcome.error or "unknown error"
+        return retry("transport_error", f"no HTTP response: {error}", maybe_sent=True)
     if outcome.error:
         # The status line arrived but the body broke off: the verdict inside is unknown.
-        maybe = "; the message may or may not have been sent" if 200 <= status < 300 else ""
-        return retry("transport_error", f"HTTP {status}, body cut short ({outcome.error}){maybe}")
+        ok_status = 200 <= status < 300
+        maybe = "; the message may or may not have been sent" if ok_status else ""
+        detail = f"HTTP {status}, body cut short ({outcome.error}){maybe}"
+        return retry("transport_error", detail, maybe_sent=ok_status)
     graph = parse_graph_error(outcome.body)
     if graph is not None:
         where = f"HTTP {status}: {graph.describe()}"
@@ -284,12 +300,18 @@ def classify(
     if 200 <= status < 300:
         wamid = _message_id(outcome.body)
         if wamid is not None and graph is None:
-            return Verdict(ok=True, detail=clean_text(f"sent as {wamid}", secret=secret))
+            usable = len(wamid) <= _WAMID_LIMIT and _CONTROL.search(wamid) is None
+            return Verdict(
+                ok=True,
+                detail=clean_text(f"sent as {wamid}", secret=secret),
+                wamid=wamid if usable else "",
+            )
         snippet = outcome.body[:80].decode("utf-8", "replace")
         return retry(
             "transport_error",
             f"HTTP {status} with an unparsable body {snippet!r}: "
             "the message may or may not have been sent",
+            maybe_sent=True,
         )
     if status == 429:
         # Plain HTTP throttling (a proxy, or Graph without an error object).

@@ -52,11 +52,25 @@ from actors.account._cloud_policy import Backoff, HttpOutcome, TokenBucket, clas
 from actors.account.transports import SendResult
 from actors.runtime.aio import AsyncRunner
 from protocols import OutboundReply, Reason, Scalar
+from protocols.chat import is_bsuid
 
-__all__ = ["CloudApiTransport"]
+__all__ = ["CloudApiTransport", "recipient_fields"]
 
 _BODY_LIMIT = 64 * 1024  # a Graph answer is a few hundred bytes; more is not Graph
 _ATTEMPT_MEMORY = 10_000  # messages whose retry count is remembered (LRU)
+
+
+def recipient_fields(customer_id: str) -> dict[str, str]:
+    """Who a send goes to, in Meta's send-message body.
+
+    A phone number goes in ``to``, as digits. A business-scoped user id (a sender whose
+    number WhatsApp withholds, ``US.1349...``) goes in ``recipient`` and ``to`` is left
+    out, as Meta's business-scoped user id page describes the send API; this is the one
+    place to change should that field turn out otherwise.
+    """
+    if is_bsuid(customer_id):
+        return {"recipient": customer_id}
+    return {"to": customer_id.lstrip("+")}
 
 
 class CloudApiTransport:
@@ -70,7 +84,9 @@ class CloudApiTransport:
             ``throughput_per_s`` (80: Meta's default per number), ``timeout_s`` (10, per
             HTTP call), ``max_in_flight`` (256: HTTP calls at once, pooled connections, and
             sends waiting for a token), ``backoff_min_s`` (0.5), ``backoff_max_s`` (30),
-            ``poll_interval_s`` (0.005: how often the actor polls while calls run).
+            ``poll_interval_s`` (0.005: how often the actor polls while calls run),
+            ``quote_replies`` (False: True quotes the customer's message in the reply,
+            ``context.message_id``).
         rng: unused (the factory signature); backoff has no jitter, see ``Backoff``.
 
     Raises:
@@ -91,6 +107,7 @@ class CloudApiTransport:
         "_max_in_flight",
         "_now",
         "_poll_interval_s",
+        "_quote",
         "_ready",
         "_runner",
         "_session",
@@ -111,6 +128,7 @@ class CloudApiTransport:
         self._account_id = account_id
         self._url = config.url
         self._timeout_s = config.timeout_s
+        self._quote = config.quote_replies
         self._poll_interval_s = config.poll_interval_s
         self._max_in_flight = config.max_in_flight
         self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
@@ -271,10 +289,13 @@ class CloudApiTransport:
         payload = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": reply.customer_id.lstrip("+"),
+            **recipient_fields(reply.customer_id),
             "type": "text",
             "text": {"body": reply.text},
         }
+        if self._quote:
+            # The reply quotes the customer's message: our message id is its wamid.
+            payload["context"] = {"message_id": reply.message_id}
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self._runner.submit(reply.message_id, functools.partial(self._post, body))
         self._http.add(reply.message_id)
@@ -317,6 +338,8 @@ class CloudApiTransport:
             reason=verdict.reason,
             detail=verdict.detail,
             retry_after=verdict.retry_after,
+            wamid=verdict.wamid,
+            maybe_sent=verdict.maybe_sent,
         )
 
     def _auth_result(self, message_id: str) -> SendResult:

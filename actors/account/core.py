@@ -12,6 +12,12 @@ The account actor feeds it ``OutboundReply`` batches and timer ticks and sends b
 5. the per-recipient rate log decides: send now, wait until the allowance frees up if that
    is no later than the deadline, or fail ``rate_limited``.
 
+A send takes one of the recipient's allowance when it starts. When WhatsApp refuses it
+(any error answer: a throughput limit, a pair-rate limit, a bad request) the allowance is
+given back, since nothing reached the customer; only a send that may have gone out (no
+answer, or one cut short) keeps it. So a burst of refusals and retries cannot use up a
+customer's allowance and fail their next message without a single attempt.
+
 A customer's waiting replies leave in submission order: a reply for a customer who has
 replies waiting queues behind them even when the log would let it go.
 """
@@ -42,6 +48,7 @@ _COUNTERS = (
     "capacity_rejects",
     "invalid",
     "transport_retries",
+    "allowance_returned",
     "cancelled",
     "stray_results",
     "sweeps",
@@ -73,6 +80,7 @@ class AccountCore:
     __slots__ = (
         "_account_id",
         "_capacity",
+        "_charged",
         "_close_reason",
         "_counts",
         "_now",
@@ -109,6 +117,9 @@ class AccountCore:
         self._capacity = require_int("capacity", capacity, minimum=1)
         self._sent = DedupeSet(require_int("sent_memory", sent_memory, minimum=1))
         self._pending: dict[str, Pending] = {}  # waiting in _waitlist or in the transport
+        # Sends in the transport -> when they took their recipient's allowance (to give it
+        # back if WhatsApp refuses them).
+        self._charged: dict[str, float] = {}
         self._waitlist = WaitList()
         self._now = -math.inf
         self._close_reason = ""  # set by close(); non-empty means closed
@@ -206,6 +217,7 @@ class AccountCore:
         for pending in self._pending.values():
             pending.state = DONE
         self._pending.clear()
+        self._charged.clear()
         self._waitlist.clear()
         return reports
 
@@ -247,6 +259,7 @@ class AccountCore:
         ``sent`` and ``failed`` count transport results; ``rate_limited``, ``timeouts``,
         ``capacity_rejects`` and ``invalid`` count the other failed reports; ``rate_waits``
         replies that had to wait; ``duplicate_sends`` resends answered from memory;
+        ``allowance_returned`` refused sends whose allowance was given back;
         ``duplicate_pending`` resubmissions of a pending id. ``recipients``,
         ``recipients_peak``, ``evictions`` (recipients forgotten with live entries),
         ``expired`` and ``swept`` describe the rate log; ``sweeps`` counts sweep calls.
@@ -308,6 +321,7 @@ class AccountCore:
         if retry_at is None:  # allowed: RateDecision has a retry time exactly when not
             self._transport.start(reply, now)
             self._owe(Pending(reply, SENDING))
+            self._charged[message_id] = now
             return None
         if retry_at > reply.deadline:
             return self._too_late(reply, now, retry_at)
@@ -330,6 +344,7 @@ class AccountCore:
             if retry_at is None:
                 self._transport.start(reply, now)
                 self._waitlist.start_head(queue)  # forgets the queue with its last reply
+                self._charged[reply.message_id] = now
                 continue
             if retry_at <= reply.deadline:
                 self._waitlist.schedule(queue, retry_at)
@@ -343,13 +358,26 @@ class AccountCore:
         if pending is None or pending.state != SENDING:
             self._counts["stray_results"] += 1
             return
+        charged_at = self._charged.get(message_id)
         self._settle(pending)
         reply = pending.reply
         if result.ok:
             self._sent.seen_before(message_id)
             self._counts["sent"] += 1
-            reports.append(DeliveryReport(message_id=message_id, ok=True, detail=result.detail))
+            reports.append(
+                DeliveryReport(
+                    message_id=message_id, ok=True, detail=result.detail, wamid=result.wamid
+                )
+            )
             return
+        # Refused: nothing reached the customer, so the attempt uses none of their allowance
+        # (a retry takes it again when it starts).
+        if (
+            not result.maybe_sent
+            and charged_at is not None
+            and self._ratelog.release(reply.customer_id, charged_at)
+        ):
+            self._counts["allowance_returned"] += 1
         retry_after = result.retry_after
         if retry_after is not None and now + retry_after <= reply.deadline:
             # The transport says the same send may succeed later (e.g. a pair-rate error):
@@ -374,6 +402,7 @@ class AccountCore:
         if pending.state == WAITING:
             self._waitlist.remove(pending)
         del self._pending[pending.reply.message_id]
+        self._charged.pop(pending.reply.message_id, None)
         pending.state = DONE
 
     def _fail(

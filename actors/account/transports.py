@@ -54,6 +54,11 @@ class SendResult:
         detail: a human-readable explanation; never a secret.
         retry_after: when not ok, seconds after which the same send may succeed (e.g. a
             pair-rate error), or None when retrying is not expected to help.
+        wamid: when ok, the id WhatsApp gave the message, if the transport learned one.
+        maybe_sent: when not ok, the message may have reached WhatsApp all the same (no
+            answer, or one cut short): it still counts against the recipient's allowance.
+            False: WhatsApp refused it (or it never left), and the core gives the
+            allowance it took back.
     """
 
     message_id: str
@@ -61,6 +66,8 @@ class SendResult:
     reason: str = ""
     detail: str = ""
     retry_after: float | None = None
+    wamid: str = ""
+    maybe_sent: bool = False
 
 
 @crosses_processes

@@ -101,6 +101,7 @@ class RecipientRateLog:
         "_expired",
         "_log",
         "_max_entries",
+        "_released",
         "_swept",
         "_window_s",
     )
@@ -128,6 +129,7 @@ class RecipientRateLog:
         self._clock = -math.inf
         self._dropped_entries = 0
         self._expired = 0
+        self._released = 0
         self._swept = 0
 
     # -- configuration and counters ---------------------------------------------------
@@ -188,6 +190,11 @@ class RecipientRateLog:
         return self._dropped_entries
 
     @property
+    def released(self) -> int:
+        """Entries given back by :meth:`release` (sends WhatsApp refused), in total."""
+        return self._released
+
+    @property
     def swept(self) -> int:
         """Fully expired recipients removed by :meth:`sweep`, in total."""
         return self._swept
@@ -232,6 +239,28 @@ class RecipientRateLog:
             self._append(recipient, entries, now)
         return decision
 
+    def release(self, recipient: str, at: float) -> bool:
+        """Give back the send recorded for ``recipient`` at ``at`` (it was never delivered).
+
+        Removes the newest entry no later than ``at``: the one recorded then, or an entry
+        of the same time (entries of equal time are interchangeable). Returns whether one
+        was removed; an entry already expired and pruned is not found, and the allowance
+        it held has freed up anyway. Recency is unchanged.
+        """
+        entries = self._log.get(recipient)
+        if entries is None:
+            return False
+        for i in range(len(entries) - 1, -1, -1):  # newest first: the one released is recent
+            if entries[i] <= at:
+                del entries[i]
+                break
+        else:
+            return False
+        self._released += 1
+        if not entries:
+            self._log.discard(recipient)
+        return True
+
     def sweep(self, now: float, budget: int) -> int:
         """Forget fully expired recipients, examining at most ``budget`` of them.
 
@@ -244,7 +273,10 @@ class RecipientRateLog:
         :func:`sweep_budget_for` covers the whole map within the cleanup interval.
 
         Partly expired recipients are left alone; their stale entries are pruned on their
-        next access and are bounded by ``max_entries_per_recipient`` meanwhile.
+        next access and are bounded by ``max_entries_per_recipient`` meanwhile. A
+        :meth:`release` of a recipient's newest entry leaves it later in the order than its
+        entries say: the sweep may reach it late (it is pruned on its next access, and the
+        bounds hold), never early.
 
         Args:
             now: the current time, in seconds.

@@ -34,6 +34,7 @@ __all__ = [
     "map_exception",
     "map_response",
     "parse_options",
+    "user_content",
 ]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and clearly."
@@ -197,13 +198,34 @@ class ContextWindow:
         turns.append(("assistant", reply_text))
 
 
-def build_payload(opts: OpenAIOptions, history: Sequence[Turn], text: str) -> bytes:
-    """The JSON request body: system prompt, then the customer's turns, then ``text``."""
+def user_content(text: str, context_id: str = "") -> str:
+    """The user message for ``text``: a reply to an earlier message says so on a first line.
+
+    WhatsApp's ``context.id`` names the message the customer replied to (often one of
+    ours: the buttons they tapped, the answer they quote). A Chat Completions request
+    has no field for it, so it is a short marker line the model can read, e.g.
+    ``[in reply to message wamid.HBgL...]``; the gateway has already marked the kind of
+    message in ``text`` (``[button reply] ...``).
+    """
+    return f"[in reply to message {context_id}]\n{text}" if context_id else text
+
+
+def build_payload(
+    opts: OpenAIOptions, history: Sequence[Turn], text: str, *, context_id: str = ""
+) -> bytes:
+    """The JSON request body: system prompt, the customer's turns, then ``text``.
+
+    Args:
+        opts: the provider's options (model, system prompt, limits).
+        history: the customer's recent turns, oldest first.
+        text: the customer's message as the AI reads it (kind-marked by the gateway).
+        context_id: the message it replies to, or ""; see :func:`user_content`.
+    """
     messages: list[dict[str, str]] = []
     if opts.system_prompt:
         messages.append({"role": "system", "content": opts.system_prompt})
     messages += [{"role": role, "content": content} for role, content in history]
-    messages.append({"role": "user", "content": text})
+    messages.append({"role": "user", "content": user_content(text, context_id)})
     body: dict[str, Any] = {
         "model": opts.model,
         "messages": messages,

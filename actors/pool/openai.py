@@ -202,7 +202,7 @@ class OpenAIProvider:
         mid = request.message_id
         check_can_start(self.name, mid, closed=self._closed, calls=self._calls, limit=self._max)
         history = self._context.history(request.customer_id)
-        body = build_payload(self._opts, history, request.text)
+        body = build_payload(self._opts, history, request.text, context_id=request.context_id)
         self._seq += 1
         key = f"{mid}#{self._seq}"
         self._runner.submit(key, lambda: self._post(body))

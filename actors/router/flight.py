@@ -75,6 +75,7 @@ class Flight:
             customer_id=msg.customer_id,
             text=msg.text,
             deadline=self.deadline,
+            context_id=msg.context_id,
         )
 
     def outbound_reply(self) -> OutboundReply:

@@ -34,8 +34,12 @@ from loguru import logger
 from actors.engine import Engine
 from actors.errors import EngineError
 from apps.gateway.config import GatewayConfig, GatewaySecrets
+from apps.gateway.delivery import DeliveryStatus
+from apps.gateway.desk import DeliveryDesk, DeliveryListener, DeliverySubscription
 from apps.gateway.guard import ConnectionGuard, GuardedSite
+from apps.gateway.health import health_report
 from apps.gateway.metrics import GatewayMetrics, SubmitTimes
+from apps.gateway.receipts import ReadReceipts
 from apps.gateway.signature import signature_problem
 from apps.gateway.webhook import (
     PayloadError,
@@ -75,7 +79,9 @@ def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
                 )
         for account in config.accounts:
             engine.add_account(
-                account.account_id, transport=account.transport, options=account.engine_options
+                account.account_id,
+                transport=account.transport,
+                options=config.account_options(account),
             )
     except BaseException:
         engine.shutdown()
@@ -144,6 +150,13 @@ class Gateway:
         self._stopping = False
         self._sampled = _SampledLog()
         self.log = logger.bind(actor="gateway")
+        self.deliveries = DeliveryDesk(self._accounts, self.counters, self._log_sampled)
+        self.receipts = ReadReceipts.for_config(
+            config,
+            self.counters,
+            # The text holds server text: an argument, never a format string.
+            lambda key, text: self._log_sampled(key, "warning", "{}", text),
+        )
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
@@ -157,6 +170,25 @@ class Gateway:
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app
+
+    # --- delivery reports (the application's side) -------------------------------------------
+
+    def subscribe_deliveries(self, callback: DeliveryListener) -> DeliverySubscription:
+        """Call ``callback`` with each new :class:`DeliveryStatus` of a reply (sent,
+        delivered, read, failed with its error code and title), on the event loop.
+
+        Raises:
+            ListenerLimitError: the gateway already has 50 delivery listeners.
+        """
+        return self.deliveries.subscribe(callback)
+
+    def delivery_status(self, message_id: str) -> DeliveryStatus | None:
+        """The furthest status WhatsApp reported for the reply to ``message_id``, if any."""
+        return self.deliveries.book.latest(message_id)
+
+    def _log_sampled(self, key: str, level: str, text: str, /, *args: object) -> None:
+        if n := self._sampled.should_log(key):
+            self.log.log(level.upper(), text + " ({} so far)", *args, n)
 
     def runner(self, **kwargs: Any) -> web.AppRunner:
         """An ``AppRunner`` for :attr:`app` with the gateway's server settings."""
@@ -184,6 +216,7 @@ class Gateway:
 
     async def _on_startup(self, app: web.Application) -> None:
         self._stop = asyncio.Event()
+        await self.receipts.open()
         self._collector = asyncio.create_task(self._collect(), name="wae-outcomes")
         self.log.info(
             "gateway up: {} accounts, engine on {}", len(self._accounts), self.engine.base
@@ -194,6 +227,7 @@ class Gateway:
         if self._stop is not None:
             self._stop.set()
         try:
+            await self.receipts.close()
             if self._collector is not None:
                 await self._collector  # ends after its current call: no outcome is dropped
             if self._shutdown_engine:
@@ -237,6 +271,8 @@ class Gateway:
 
     def _record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         now = time.monotonic()
+        outcomes = list(outcomes)
+        self.deliveries.replied(outcomes)
         for outcome in outcomes:
             self.counters.inc("outcomes", status=outcome.status, reason=outcome.reason)
             seconds = self._submitted.finish(outcome.message_id, now)
@@ -327,8 +363,9 @@ class Gateway:
             if n := self._sampled.should_log("bad payload"):
                 self.log.warning("webhook payload refused ({} so far): {}", n, exc)
             return self._answer(400, "bad payload")
-        batch = parse_payload(doc, self._accounts)
+        batch = parse_payload(doc, self._accounts, self.config.fallback_replies)
         self._count_batch(batch)
+        self.deliveries.take(batch, time.time())
         summary = SubmitSummary()
         if batch.messages:
             started = self._submitted.start(
@@ -344,6 +381,7 @@ class Gateway:
                 return self._answer(503, {"error": "engine unavailable"}, retry=True)
             summary = summarize(results)
             self._count_results(results)
+            self.receipts.mark_accepted(batch.messages, results)
             # Only what this call noted and the engine did not accept: a refused redelivery
             # of a message in flight keeps the first submission's time.
             self._submitted.cancel(
@@ -356,8 +394,6 @@ class Gateway:
         for kind, n in batch.counts.items():
             if n:
                 self.counters.inc("messages", n, kind=kind)
-        for kind, n in batch.types.items():
-            self.counters.inc("non_text_messages", n, type=kind)
         for status, n in batch.statuses.items():
             self.counters.inc("statuses", n, status=status)
         for phone_id in batch.unknown_phone_ids:
@@ -393,28 +429,11 @@ class Gateway:
             return None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        """``GET /healthz``: 200 with the accounts' states, 503 when the engine is down."""
+        """``GET /healthz``: each number's state; 503 when the engine is down or no number
+        can send (:mod:`apps.gateway.health`)."""
         stats = await self._engine_stats()
-        if stats is None:
-            return web.json_response({"status": "down", "engine": "not running"}, status=503)
-        accounts: dict[str, dict[str, Any]] = {
-            a.name: {"state": a.state, "depth": a.depth, "restarts": a.restarts}
-            for a in stats.of_role("account")
-        }
-        for account_id in self._accounts.values():
-            accounts.setdefault(account_id, {"state": "missing", "depth": 0, "restarts": 0})
-        down = [f"{a.role}:{a.name}" for a in stats.actors if a.state != "up"]
-        down += [name for name, a in accounts.items() if a["state"] == "missing"]
-        body = {
-            "status": "degraded" if down else "ok",
-            "engine": "running",
-            "base": stats.base,
-            "in_flight": stats.in_flight,
-            "oldest_in_flight_s": stats.oldest_in_flight_s,
-            "accounts": accounts,
-            "not_up": down,
-        }
-        return web.json_response(body)
+        status, body = health_report(stats, self._accounts, self.deliveries.numbers)
+        return web.json_response(body, status=status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the engine's stats and the gateway's metrics, for Prometheus."""

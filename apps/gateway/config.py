@@ -3,7 +3,8 @@
 One file holds four tables::
 
     [gateway]            host, port, secrets' variable names, body limit, Retry-After, base,
-                         read deadlines, connection cap
+                         read deadlines, connection cap, read receipts, quoting
+    [gateway.fallback_replies]   kind = "text": replies to messages the AI cannot read
     [engine]             the EngineConfig keys (read by actors.config.build)
     [[accounts]]         account_id, phone_number_id, transport, options
     [[providers]]        name, kind, priority, daily_limit, active, options
@@ -23,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.account._cloud_options import DEFAULT_THROUGHPUT_PER_S
 from actors.config import BASES, EngineConfig, build
 from actors.config.envnames import show_env_name
 from actors.errors import ConfigError
-from protocols import AccountSpec, ProviderSpec, Scalar, ValidationError
+from apps.gateway.inbound import FALLBACK_KINDS
+from protocols import MAX_TEXT_LEN, AccountSpec, ProviderSpec, Scalar, ValidationError
 
 __all__ = [
     "TRANSPORT_KINDS",
@@ -53,8 +56,14 @@ _GATEWAY_KEYS = (
     "body_timeout_s",
     "keepalive_timeout_s",
     "max_connections",
+    "read_receipts",
+    "typing_indicator",
+    "read_receipt_share",
+    "quote_replies",
 )
+_FLAG_KEYS = ("read_receipts", "typing_indicator", "quote_replies")
 _TIMEOUT_KEYS = ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s")
+_FALLBACKS = "fallback_replies"  # a sub-table of [gateway], checked on its own
 _TABLES = ("gateway", "engine", "accounts", "providers")
 _ACCOUNT_KEYS = ("account_id", "phone_number_id", "transport", "options")
 _PROVIDER_KEYS = ("name", "kind", "priority", "daily_limit", "active", "options")
@@ -107,6 +116,17 @@ class GatewayConfig:
         max_connections: the most client connections open at once; past it the one that
             has waited longest on its client is closed to make room (or, when all are
             busy with requests, the new one is refused with a 503).
+        read_receipts: mark each accepted message read on its ``cloud_api`` number, as
+            soon as the engine accepts it (:mod:`apps.gateway.receipts`).
+        typing_indicator: with read receipts, show the customer "typing..." until the
+            reply is sent (or 25 s).
+        read_receipt_share: the part of each number's ``throughput_per_s`` kept for read
+            requests; the engine sends replies with the rest.
+        quote_replies: each reply quotes the customer's message (``context.message_id``),
+            for ``cloud_api`` numbers that do not set their own ``quote_replies`` option.
+        fallback_replies: kind -> a fixed reply for messages of that kind that the AI
+            cannot read (``audio``, ``sticker``, ...: :data:`FALLBACK_KINDS`); a kind
+            left out is acknowledged and counted, not answered (the default for all).
         engine: the engine's limits.
         accounts, providers: what the engine serves and calls.
     """
@@ -123,6 +143,11 @@ class GatewayConfig:
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 15.0
     max_connections: int = 2000
+    read_receipts: bool = True
+    typing_indicator: bool = True
+    read_receipt_share: float = 0.2
+    quote_replies: bool = False
+    fallback_replies: dict[str, str] = field(default_factory=dict)
     engine: EngineConfig = field(default_factory=EngineConfig)
     accounts: tuple[AccountEntry, ...] = ()
     providers: tuple[ProviderSpec, ...] = ()
@@ -130,6 +155,7 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         for name in _GATEWAY_KEYS:
             _check_gateway_key(name, getattr(self, name), "GatewayConfig")
+        _check_fallbacks(self.fallback_replies, "GatewayConfig")
         _check_unique(self.accounts, "GatewayConfig")
         names = [p.name for p in self.providers]
         for name in names:
@@ -140,6 +166,26 @@ class GatewayConfig:
     def account_map(self) -> dict[str, str]:
         """phone_number_id -> account_id, for the webhook parser."""
         return {a.phone_number_id: a.account_id for a in self.accounts}
+
+    def read_budget_per_s(self, entry: AccountEntry) -> float:
+        """Read requests per second kept for ``entry``'s number (0 without read receipts)."""
+        if not self.read_receipts or entry.transport != "cloud_api":
+            return 0.0
+        return _throughput(entry) * self.read_receipt_share
+
+    def account_options(self, entry: AccountEntry) -> dict[str, Scalar]:
+        """The options the engine gets for ``entry``: its ``engine_options``, and for
+        ``cloud_api`` the reply share of ``throughput_per_s`` (the read requests use the
+        rest) and ``quote_replies`` when the gateway quotes and the account says nothing.
+        """
+        options = entry.engine_options
+        if entry.transport != "cloud_api":
+            return options
+        if self.read_receipts:
+            options["throughput_per_s"] = _throughput(entry) - self.read_budget_per_s(entry)
+        if self.quote_replies:
+            options.setdefault("quote_replies", True)
+        return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +244,11 @@ def _check_gateway_key(key: str, value: Any, where: str) -> None:
         rule = "a number > 0 and <= 3600 (seconds)"
     elif key == "max_connections":
         ok, rule = kind is int and 1 <= value <= 1_000_000, "an integer from 1 to 1000000"
+    elif key in _FLAG_KEYS:
+        ok, rule = kind is bool, "true or false"
+    elif key == "read_receipt_share":
+        ok = kind in (int, float) and 0 < value <= 0.5
+        rule = "a number > 0 and <= 0.5 (the part of each number's throughput_per_s)"
     else:  # outcome_wait_s
         ok = kind in (int, float) and 0 < value <= 1
         rule = "a number > 0 and <= 1 (seconds)"
@@ -206,6 +257,34 @@ def _check_gateway_key(key: str, value: Any, where: str) -> None:
             # A wrong value here is often the secret itself, pasted in: never echo it.
             value = f"<{len(value) if isinstance(value, str) else type(value).__name__} hidden>"
         raise _rule_error(where, key, value, rule)
+
+
+def _check_fallbacks(table: Any, where: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f'{where} {_FALLBACKS} must be a table of kind = "reply text"')
+    for kind, text in table.items():
+        if kind not in FALLBACK_KINDS:
+            close = difflib.get_close_matches(str(kind), FALLBACK_KINDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where} {_FALLBACKS}: {kind!r} is not a kind the AI cannot read "
+                f"(one of {', '.join(FALLBACK_KINDS)}){hint}"
+            )
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_LEN:
+            rule = f"a non-empty string of at most {MAX_TEXT_LEN} characters"
+            raise _rule_error(where, f"{_FALLBACKS}.{kind}", text, rule)
+
+
+def _throughput(entry: AccountEntry) -> float:
+    """The number's configured ``throughput_per_s`` (the transport's default if unset).
+
+    A value the transport would refuse counts as the default here; the engine refuses
+    the account with the reason.
+    """
+    value = entry.options.get("throughput_per_s", DEFAULT_THROUGHPUT_PER_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return DEFAULT_THROUGHPUT_PER_S
+    return float(value) if 0 < value < 1e9 else DEFAULT_THROUGHPUT_PER_S
 
 
 def _check_account(entry: AccountEntry, where: str) -> None:
@@ -318,9 +397,12 @@ def load_gateway_config(
     except (OSError, ValueError) as exc:  # TOMLDecodeError, and tomllib's int digit limit
         raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
     _table(doc, file, _TABLES)
-    section = _table(doc.get("gateway", {}), f"{file} [gateway]", _GATEWAY_KEYS)
+    section = _table(doc.get("gateway", {}), f"{file} [gateway]", (*_GATEWAY_KEYS, _FALLBACKS))
     for key, value in section.items():
-        _check_gateway_key(key, value, f"{file} [gateway]")
+        if key == _FALLBACKS:
+            _check_fallbacks(value, f"{file} [gateway]")
+        else:
+            _check_gateway_key(key, value, f"{file} [gateway]")
     accounts = tuple(
         _account(item, f"{file} [[accounts]][{i}]")
         for i, item in enumerate(_array(doc, "accounts", file))

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 
@@ -117,13 +118,19 @@ class Demo:
             GRAPH_TOKEN_ENV: secrets.token_urlsafe(24),
             OPENAI_KEY_ENV: "sk-demo-" + secrets.token_hex(16),
         }
-        journal = os.path.join(tempfile.gettempdir(), f"wae-demo-{os.getpid()}-dead-letters.bin")
+        run = os.path.join(tempfile.gettempdir(), f"wae-demo-{os.getpid()}")
+        # Never in the working directory; the store (created 0700 when the engine starts)
+        # lives as long as the demo: close() deletes it.
+        self._store_dir = run
         self.config = GatewayConfig(
             host=host,
             port=port,
             verify_token_env=VERIFY_TOKEN_ENV,
             app_secret_env=APP_SECRET_ENV,
-            engine=EngineConfig(dead_letter_path=journal),  # never in the working directory
+            engine=EngineConfig(
+                dead_letter_path=f"{run}-dead-letters.bin",
+                intake_path=os.path.join(run, "intake.db"),
+            ),
         )
         self.graph: FakeGraphAPI | None = None
         self.llm: FakeOpenAI | None = None
@@ -212,7 +219,8 @@ class Demo:
         )
 
     def close(self) -> None:
-        """Stop the fakes (after the engine's shutdown) and restore the environment."""
+        """Stop the fakes (after the engine's shutdown), delete the demo's intake store and
+        restore the environment."""
         try:
             if self.llm is not None:
                 self.llm.stop()
@@ -220,6 +228,7 @@ class Demo:
                 self.graph.close()
         finally:
             self.llm = self.graph = None
+            shutil.rmtree(self._store_dir, ignore_errors=True)
             for name, value in self._saved.items():
                 if value is None:
                     os.environ.pop(name, None)

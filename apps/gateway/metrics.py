@@ -236,14 +236,37 @@ _GATEWAY: dict[str, tuple[str, tuple[str, ...]]] = {
     "webhooks": ("POST /webhook requests by HTTP status answered.", ("code",)),
     "handshakes": ("GET /webhook subscribe handshakes by result.", ("result",)),
     "signature_failures": ("Webhooks refused 401, by why the signature failed.", ("why",)),
-    "messages": ("Webhook items by kind (text, status, non_text, invalid, ...).", ("kind",)),
-    "non_text_messages": ("Non-text messages acknowledged, by type.", ("type",)),
+    "messages": (
+        "Webhook items by kind: each message by its kind (text, button_reply, image, audio, "
+        "...; README: Message kinds), and status, invalid, unknown_account, ignored.",
+        ("kind",),
+    ),
     "statuses": ("Status updates acknowledged, by status.", ("status",)),
     "submissions": (
         "Messages submitted to the engine, by result and reason.",
         ("reason", "result"),
     ),
     "outcomes": ("Outcomes collected from the engine, by status and reason.", ("reason", "status")),
+    "delivery_failures": (
+        "Replies the Graph API accepted that WhatsApp then reported failed (a failed status "
+        "webhook), by error code.",
+        ("code",),
+    ),
+    "deliveries_unmatched": (
+        "Status updates for a wamid this gateway did not see sent (reported with an empty "
+        "message_id), by status.",
+        ("status",),
+    ),
+    "error_notifications": (
+        "Error notifications about a number (a webhook's value.errors), by error code.",
+        ("code",),
+    ),
+    "read_receipts": (
+        "Mark-as-read requests (with the typing indicator), by result: sent, failed, "
+        "throttled (no token left in the number's read budget), busy (too many at once).",
+        ("result",),
+    ),
+    "listener_errors": ("Delivery listeners that raised, by listener kind.", ("kind",)),
     "engine_errors": ("Engine calls that raised, by call.", ("call",)),
     "connections_closed": (
         "Client connections the gateway closed itself, by reason: header_timeout, "

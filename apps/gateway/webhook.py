@@ -10,11 +10,20 @@ engine's answers (200, or 503 so that WhatsApp redelivers later).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.gateway.inbound import MESSAGE_KINDS, read_message
+from apps.gateway.notices import (
+    STATUS_VALUES,
+    ErrorNotice,
+    StatusUpdate,
+    read_errors,
+    read_status,
+)
 from protocols import Accepted, InboundMessage, Rejected, ValidationError
 
 __all__ = [
@@ -28,36 +37,17 @@ __all__ = [
     "summarize",
 ]
 
-KINDS = ("text", "status", "non_text", "invalid", "unknown_account", "ignored")
-"""What the parser counts: ``text`` messages submitted, ``status`` updates and
-``non_text`` messages acknowledged, ``invalid`` messages that break a protocol rule,
-text messages to an ``unknown_account`` (phone_number_id not in the config), and
-``ignored`` shapes the parser does not know (a change of another field, a non-object)."""
+KINDS = ("status", "invalid", "unknown_account", "ignored", *MESSAGE_KINDS)
+"""What the parser counts: ``status`` updates, ``invalid`` messages that break a protocol
+rule, messages to an ``unknown_account`` (phone_number_id not in the config), ``ignored``
+shapes the parser does not know (a change of another field, a non-object), and each valid
+message by its kind (:data:`~apps.gateway.inbound.MESSAGE_KINDS`: ``text``,
+``button_reply``, ..., ``audio``, ``other``), submitted or only acknowledged."""
 
 RETRYABLE_REASONS = frozenset({"capacity", "customer_backlog", "shutting_down"})
 """Rejections that a later redelivery can cure: the webhook answers 503 for them."""
 
-# Label values come from the payload: keep their set bounded so metrics cannot explode.
-_MESSAGE_TYPES = frozenset(
-    {
-        "audio",
-        "button",
-        "contacts",
-        "document",
-        "image",
-        "interactive",
-        "location",
-        "order",
-        "reaction",
-        "request_welcome",
-        "sticker",
-        "system",
-        "unknown",
-        "unsupported",
-        "video",
-    }
-)
-_STATUS_VALUES = frozenset({"sent", "delivered", "read", "failed", "deleted", "warning"})
+_DIGITS = re.compile(r"[0-9]+")
 _MAX_PROBLEMS = 20  # problems kept for the log line; the counts hold the rest
 
 
@@ -90,18 +80,24 @@ class WebhookBatch:
     """What one webhook carried: messages to submit and counts by kind.
 
     Attributes:
-        messages: valid text messages, in payload order, mapped to our account ids.
+        messages: the messages to submit, in payload order, mapped to our account ids:
+            those the AI reads, and those answered with a fallback text.
         counts: one entry per kind in :data:`KINDS` (zero included).
-        types: non-text messages by their ``type`` (unknown types count as ``other``).
         statuses: status updates by their ``status`` (unknown values count as ``other``).
+        status_updates: each status update with a usable id, in payload order
+            (:class:`~apps.gateway.notices.StatusUpdate`: the wamid of our send, its
+            status, and for ``failed`` the error code and title).
+        errors: the error notifications of the number(s), from each change's
+            ``value.errors`` (:class:`~apps.gateway.notices.ErrorNotice`).
         unknown_phone_ids: phone_number_ids not in the config, in first-seen order.
         problems: the first few invalid or ignored findings, each with its path.
     """
 
     messages: tuple[InboundMessage, ...] = ()
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    types: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
+    status_updates: tuple[StatusUpdate, ...] = ()
+    errors: tuple[ErrorNotice, ...] = ()
     unknown_phone_ids: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
@@ -109,12 +105,14 @@ class WebhookBatch:
 class _Parser:
     """Walks one payload, collecting messages and counts; never raises on its shape."""
 
-    def __init__(self, accounts: Mapping[str, str]) -> None:
+    def __init__(self, accounts: Mapping[str, str], fallbacks: Mapping[str, str]) -> None:
         self.accounts = accounts
+        self.fallbacks = fallbacks
         self.messages: list[InboundMessage] = []
         self.counts: Counter[str] = Counter()
-        self.types: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
+        self.status_updates: list[StatusUpdate] = []
+        self.errors: list[ErrorNotice] = []
         self.unknown: dict[str, None] = {}  # an ordered set
         self.problems: list[str] = []
 
@@ -149,9 +147,11 @@ class _Parser:
             return
         value: dict[str, Any] = change["value"]
         path += ".value"
+        number_id = _phone_number_id(value)
         statuses = value.get("statuses", [])
         for k, status in enumerate(statuses if isinstance(statuses, list) else [statuses]):
-            self.status(status, f"{path}.statuses[{k}]")
+            self.status(status, number_id, f"{path}.statuses[{k}]")
+        self.errors += read_errors(value.get("errors"), number_id)
         messages = value.get("messages", [])
         if not isinstance(messages, list):
             self.note("ignored", f"{path}.messages", "not a list")
@@ -161,29 +161,39 @@ class _Parser:
         metadata = value.get("metadata")
         phone_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
         phone_id = str(phone_id) if isinstance(phone_id, (str, int)) else None
+        contacts = value.get("contacts")
         for k, msg in enumerate(messages):
-            self.message(msg, phone_id, f"{path}.messages[{k}]")
+            self.message(msg, phone_id, contacts, f"{path}.messages[{k}]")
 
-    def status(self, status: Any, path: str) -> None:
+    def status(self, status: Any, phone_id: str | None, path: str) -> None:
         if not isinstance(status, dict):
             self.note("ignored", path, "a status that is not an object")
             return
         self.counts["status"] += 1
         value = status.get("status")
         # An unhashable value (a list, an object) is "other" too, never a TypeError.
-        self.statuses[value if isinstance(value, str) and value in _STATUS_VALUES else "other"] += 1
+        self.statuses[value if isinstance(value, str) and value in STATUS_VALUES else "other"] += 1
+        update = read_status(status, phone_id)
+        if update is None:
+            if len(self.problems) < _MAX_PROBLEMS:  # counted as a status already
+                self.problems.append(f"{path}: a status without a string id")
+            return
+        self.status_updates.append(update)
 
-    def message(self, msg: Any, phone_id: str | None, path: str) -> None:
+    def message(self, msg: Any, phone_id: str | None, contacts: Any, path: str) -> None:
         if not isinstance(msg, dict):
             self.note("ignored", path, "a message that is not an object")
             return
-        kind = msg.get("type")
-        if kind != "text":
-            if not isinstance(kind, str):
-                self.note("invalid", path, "no type")
-                return
-            self.counts["non_text"] += 1
-            self.types[kind if kind in _MESSAGE_TYPES else "other"] += 1
+        if not isinstance(msg.get("type"), str):
+            self.note("invalid", path, "no type")
+            return
+        read = read_message(msg)
+        if read.problem:
+            self.note("invalid", path, read.problem)
+            return
+        fixed_reply = "" if read.for_ai else self.fallbacks.get(read.kind, "")
+        if not read.for_ai and not fixed_reply:
+            self.counts[read.kind] += 1  # acknowledged: nothing to submit
             return
         if phone_id is None:
             self.note("ignored", path, "no metadata.phone_number_id for this message")
@@ -193,33 +203,65 @@ class _Parser:
             self.unknown.setdefault(phone_id)
             self.note("unknown_account", path, f"phone_number_id {phone_id!r} is not configured")
             return
-        sender, mid = msg.get("from"), msg.get("id")
-        text = msg.get("text")
-        body = text.get("body") if isinstance(text, dict) else None
-        if not isinstance(sender, str) or not isinstance(mid, str) or not isinstance(body, str):
-            self.note("invalid", path, "a text message needs string from, id and text.body")
+        sender, mid = _sender(msg, contacts), msg.get("id")
+        if sender is None or not isinstance(mid, str):
+            self.note("invalid", path, "a message needs a string id and from (or from_user_id)")
             return
-        customer = sender if sender.startswith("+") else "+" + sender
         try:
             inbound = InboundMessage(
-                account_id=account_id, customer_id=customer, message_id=mid, text=body
+                account_id=account_id,
+                customer_id=sender,
+                message_id=mid,
+                text=read.text,
+                kind=read.kind,
+                context_id=read.context_id,
+                fixed_reply=fixed_reply,
             )
         except ValidationError as exc:
             # The problem names the field; the customer's text itself is never repeated.
             self.note("invalid", path, f"{exc.problem[:120]} - at `{exc.path}`")
             return
-        self.counts["text"] += 1
+        self.counts[read.kind] += 1
         self.messages.append(inbound)
 
     def result(self) -> WebhookBatch:
         return WebhookBatch(
             messages=tuple(self.messages),
             counts={kind: self.counts[kind] for kind in KINDS},
-            types=dict(self.types),
             statuses=dict(self.statuses),
+            status_updates=tuple(self.status_updates),
+            errors=tuple(self.errors),
             unknown_phone_ids=tuple(self.unknown),
             problems=tuple(self.problems),
         )
+
+
+def _sender(msg: Mapping[str, Any], contacts: Any) -> str | None:
+    """The customer id of a message's sender, or None when it names none.
+
+    A phone number (``from``, digits) gets its ``+``; a sender whose number WhatsApp
+    withholds has no ``from`` but a business-scoped user id, in ``from_user_id`` (or in
+    ``contacts[].user_id`` when the change has one contact). The phone number wins when
+    both are given, so a customer keeps the id their conversation started with.
+    """
+    sender = msg.get("from")
+    if isinstance(sender, str) and sender:
+        return "+" + sender if _DIGITS.fullmatch(sender) else sender
+    user_id = msg.get("from_user_id")
+    if isinstance(user_id, str) and user_id:
+        return user_id
+    if isinstance(contacts, list) and len(contacts) == 1 and isinstance(contacts[0], dict):
+        user_id = contacts[0].get("user_id")
+        if isinstance(user_id, str) and user_id:
+            return user_id
+    return None
+
+
+def _phone_number_id(value: Mapping[str, Any]) -> str | None:
+    """The change's ``metadata.phone_number_id`` (digits as a string), or None."""
+    metadata = value.get("metadata")
+    phone_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    return str(phone_id) if isinstance(phone_id, (str, int)) else None
 
 
 def _show(value: Any) -> str:
@@ -227,18 +269,28 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse_payload(doc: Mapping[str, Any], accounts: Mapping[str, str]) -> WebhookBatch:
-    """Collect the text messages of a Cloud API webhook and count everything else.
+def parse_payload(
+    doc: Mapping[str, Any],
+    accounts: Mapping[str, str],
+    fallbacks: Mapping[str, str] | None = None,
+) -> WebhookBatch:
+    """Collect the messages of a Cloud API webhook to submit, and count everything.
+
+    A message the AI reads (:func:`~apps.gateway.inbound.read_message`) is submitted
+    with its kind-marked text; one it cannot read is submitted only when ``fallbacks``
+    has a text for its kind (as ``InboundMessage.fixed_reply``: sent with no AI call),
+    otherwise just counted.
 
     Args:
         doc: the decoded body (``entry[].changes[].value`` with ``metadata``,
-            ``messages[]`` and ``statuses[]``).
+            ``contacts[]``, ``messages[]`` and ``statuses[]``).
         accounts: phone_number_id -> our account id.
+        fallbacks: kind -> the fixed reply for messages of that kind (none by default).
 
     Returns:
         A :class:`WebhookBatch`; a payload of any shape gives one (never raises).
     """
-    parser = _Parser(accounts)
+    parser = _Parser(accounts, fallbacks or {})
     parser.payload(doc)
     return parser.result()
 

@@ -15,9 +15,13 @@ It serves ``POST /{version}/{phone_number_id}/messages`` on ``127.0.0.1`` and a 
 with aiohttp.web, on an event loop in a background thread, and answers like Graph: 200
 ``{"messages":[{"id":"wamid.FAKE<n>"}]}``, or ``{"error":{...}}`` with a code. A request
 whose bearer token is not the expected one gets 401 with code 190, as from Graph.
-``GET /received`` lists the requests kept, as JSON (the gateway's ``--demo`` points at it).
+A mark-as-read request (``{"status": "read", "message_id": ...}``, with or without a
+``typing_indicator``; :attr:`Received.kind` ``"read"``) is answered ``{"success": true}``
+and programmed apart: ``program(..., reads=True)``; sends never use up its script.
+``GET /received`` lists the sends kept, as JSON, and the read requests apart (the
+gateway's ``--demo`` points at it).
 
-Which :class:`Behaviour` answers a call, first match wins:
+Which :class:`Behaviour` answers a call (of its kind), first match wins:
 
 1. one programmed with ``times=N`` for the call's recipient (``to``), until used N times;
 2. one programmed with ``times=N`` for any recipient, until used N times;
@@ -83,7 +87,7 @@ class Received:
 
     ``headers`` has no ``Authorization`` value; ``bearer_ok`` says whether it carried the
     expected ``Bearer <token>``. ``body`` is the parsed JSON (None if it was not JSON) and
-    ``to`` its recipient field.
+    ``to`` its recipient field (``to``, else ``recipient``).
     """
 
     path: str
@@ -91,6 +95,15 @@ class Received:
     bearer_ok: bool
     body: Any
     to: str | None
+
+    @property
+    def kind(self) -> str:
+        """``"read"`` for a mark-as-read request (typing indicator or not), else ``"message"``."""
+        return _kind_of(self.body)
+
+
+def _kind_of(body: Any) -> str:
+    return "read" if isinstance(body, dict) and body.get("status") == "read" else "message"
 
 
 @dataclass(slots=True)
@@ -137,6 +150,7 @@ class FakeGraphAPI:
         self.max_hang_s = max_hang_s
         self._received: deque[Received] = deque(maxlen=max_requests)
         self._program = _Program()
+        self._reads = _Program()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._count = 0
@@ -191,15 +205,21 @@ class FakeGraphAPI:
     # -- programming and inspection ------------------------------------------------------------
 
     def program(
-        self, behaviour: Behaviour, *, times: int | None = None, to: str | None = None
+        self,
+        behaviour: Behaviour,
+        *,
+        times: int | None = None,
+        to: str | None = None,
+        reads: bool = False,
     ) -> None:
         """Answer with ``behaviour``: the next ``times`` calls, or from now on (None).
 
         ``to`` limits it to calls for that recipient (digits, as in the request body).
         Scripted entries queue behind each other in the order they were programmed.
+        ``reads`` programs the mark-as-read requests instead of the sends.
         """
         with self._lock:
-            program = self._program
+            program = self._reads if reads else self._program
             if times is None:
                 if to is None:
                     program.default = behaviour
@@ -261,7 +281,10 @@ class FakeGraphAPI:
         with self._lock:
             kept = [{"path": r.path, "to": r.to, "body": r.body} for r in self._received]
             count = self._count
-        text = json.dumps({"count": count, "received": kept}, indent=2) + "\n"
+        sends = [r for r in kept if _kind_of(r["body"]) == "message"]
+        reads = [r for r in kept if _kind_of(r["body"]) == "read"]
+        doc = {"count": count, "received": sends, "read_requests": reads}
+        text = json.dumps(doc, indent=2) + "\n"
         return web.Response(text=text, content_type="application/json")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -280,8 +303,9 @@ class FakeGraphAPI:
             body = json.loads(raw)
         except ValueError:
             body = None
-        to = body.get("to") if isinstance(body, dict) else None
+        to = (body.get("to") or body.get("recipient")) if isinstance(body, dict) else None
         to = to if isinstance(to, str) else None
+        kind = _kind_of(body)
         bearer_ok = (
             self.token is None or request.headers.get("Authorization") == f"Bearer {self.token}"
         )
@@ -289,7 +313,8 @@ class FakeGraphAPI:
         with self._lock:
             self._count += 1
             self._received.append(Received(request.path, headers, bearer_ok, body, to))
-            behaviour = self._program.pick(to) if bearer_ok else None
+            program = self._reads if kind == "read" else self._program
+            behaviour = program.pick(to) if bearer_ok else None
         if behaviour is None:
             return _graph_error(Behaviour.graph_error(190, status=401))
         if behaviour.latency_s > 0:
@@ -302,6 +327,8 @@ class FakeGraphAPI:
         if behaviour.error_code is not None:
             return _graph_error(behaviour)
         payload = behaviour.body
+        if payload is None and kind == "read":
+            payload = b'{"success": true}'
         if payload is None:
             wamid = f"wamid.FAKE{next(self._ids)}"
             payload = json.dumps(
