@@ -322,10 +322,13 @@ def test_shutdown_in_the_middle_of_a_flood_ends_every_accepted_message_once(
 ) -> None:
     # Each call takes far longer than the drain may: whatever is in flight when shutdown()
     # begins (200 processing and up to 400 queued behind them) cannot all end in the drain.
+    # With no durable store (durability off) those end abandoned and go to the journal; with
+    # one they stay unfinished for the next start (tests/test_durable_intake.py).
     engine = make_engine(
         TCP,
         echo={"latency_s": 2.0},
         accounts=("acct-1",),
+        durability="off",
         max_concurrent_processing=200,
         max_pending_per_customer=2,
         drain_timeout_s=0.3,
