@@ -44,6 +44,7 @@ def test_every_accepted_message_of_a_small_run_gets_exactly_one_outcome(
         # 50 customers write ~10 messages each: a 1 s rate window keeps rate waits short.
         "--set=recipient_rate_window_s=1",
         f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
+        f"--set=intake_path={tmp_path / 'intake' / 'intake.db'}",
     ]
     if base == "multiprocTCPBase":
         argv += ["--baseline", "--baseline-messages=200"]
@@ -85,6 +86,7 @@ def test_a_run_against_the_fake_servers_sends_every_reply_over_http(
         "--transport-latency=0.02",
         "--quiet",
         f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
+        f"--set=intake_path={tmp_path / 'intake' / 'intake.db'}",
     ]
     report = loadrun.run(loadrun.parse_args(argv))
 

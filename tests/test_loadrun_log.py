@@ -109,7 +109,8 @@ _SCRIPT = textwrap.dedent(
     from actors import Engine, EngineConfig
     from protocols import InboundMessage, ProviderSpec
 
-    cfg = EngineConfig(max_concurrent_processing=10, dead_letter_path=sys.argv[1] + "/dl.bin")
+    cfg = EngineConfig(max_concurrent_processing=10, dead_letter_path=sys.argv[1] + "/dl.bin",
+                       intake_path=sys.argv[1] + "/intake/intake.db")
     engine = Engine(cfg, base="multiprocTCPBase").start()
     try:
         engine.add_provider(

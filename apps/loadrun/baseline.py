@@ -6,6 +6,12 @@ A trivial actor in an actor system of its own (own admin port, shut down after):
 - the same with 200 items per told message (what batching buys on this base);
 - ping-pong: the median round trip of an ask.
 
+The system gets the engine's patches (loopback binds, the allowlisted unpickler, frame
+authentication). On a TCP base it is measured twice in a row: with every frame
+authenticated, as the engine runs (the figures at the top level, ``transport_auth:
+"on"``), then with authentication off (``without_auth``, and the relative cost in
+``auth_cost``), which is what the engine's ``transport_auth = false`` measures.
+
 The actor class lives in this imported module, never in ``__main__``: Thespian's forked
 processes find it in ``sys.modules``.
 """
@@ -20,7 +26,9 @@ from typing import Any
 
 from thespian.actors import Actor, ActorSystem
 
+from actors.config import EngineConfig
 from actors.logging import thespian_log_defs
+from actors.runtime import actorguard, frameauth
 from actors.runtime.system import install_patches
 
 from . import procs
@@ -60,11 +68,43 @@ def _flush(asys: Any, sink: Any, expected: int) -> None:
         raise RuntimeError(f"raw Thespian baseline lost messages: {reply!r}, expected {expected}")
 
 
+_COMPARED = ("tell_per_s", "batch_items_per_s", "rtt_median_ms")
+
+
 def measure(base: str, messages: int, *, admin_port: int | None = None) -> dict[str, Any]:
-    """Measure raw Thespian on ``base``; ``messages`` one-item tells for the throughput."""
+    """Measure raw Thespian on ``base``; ``messages`` one-item tells for the throughput.
+
+    On a TCP base, with frame authentication on, then off (see the module's docstring).
+    """
+    if not base.startswith("multiproc"):
+        return {**_measure(base, messages, None, auth=True), "transport_auth": "n/a"}
+    on = _measure(base, messages, admin_port, auth=True)
+    off = _measure(base, messages, None, auth=False)
+    return {
+        **on,
+        "transport_auth": "on",
+        "without_auth": {k: off[k] for k in _COMPARED},
+        "leftover_processes": sorted({*on["leftover_processes"], *off["leftover_processes"]}),
+        # Positive: authentication costs that fraction (of throughput, or extra latency).
+        "auth_cost": {
+            "tell": 1 - on["tell_per_s"] / off["tell_per_s"],
+            "batch": 1 - on["batch_items_per_s"] / off["batch_items_per_s"],
+            "rtt": on["rtt_median_ms"] / off["rtt_median_ms"] - 1,
+        },
+    }
+
+
+class _System:
+    """Owns the transport settings of one measured actor system (see frameauth.start)."""
+
+
+def _measure(base: str, messages: int, admin_port: int | None, *, auth: bool) -> dict[str, Any]:
     multiproc = base.startswith("multiproc")
     capabilities = {"Admin Port": admin_port or _free_port()} if multiproc else {}
-    install_patches()  # the same loopback binds and unpickler as the engine's system
+    install_patches()  # the same loopback binds, unpickler and frame MACs as the engine's
+    actorguard.admit(Sink)  # the admin creates the engine's actor classes, and this one
+    owner = _System()
+    frameauth.start(owner, EngineConfig(transport_auth=auth))
     asys = ActorSystem(base, capabilities, logDefs=thespian_log_defs(), transientUnique=True)
     pids: set[int] = set()
     try:
@@ -97,6 +137,7 @@ def measure(base: str, messages: int, *, admin_port: int | None = None) -> dict[
             rtts.append(time.perf_counter() - t)
     finally:
         asys.shutdown()
+        frameauth.stop(owner)
         leftovers = procs.wait_gone(pids, timeout_s=5.0) if pids else set()
     return {
         "base": base,

@@ -4,6 +4,13 @@ One thread does everything, in this order each turn: sample when due, kill when 
 submit one batch when the pacing clock allows (else wait for outcomes until it does),
 collect whatever outcomes are ready. Pacing is by the monotonic clock: the n-th message
 is due at ``start + n / rate``; "unlimited" submits as fast as the engine answers.
+
+With ``--crash-every`` the engine is hosted (:mod:`apps.loadrun.hosted`) and a
+:class:`~apps.loadrun.crashes.Crasher` thread SIGKILLs it on its own clock. The call in
+progress (or the next) raises :class:`~apps.loadrun.hosted.HostGoneError`: a batch whose
+answer was lost is booked as such (its messages are offered again, first in the next
+batches, as WhatsApp redelivers a webhook that got no 200), the crash is booked, and the
+driver carries on with the new engine.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import Engine
+from protocols import InboundMessage
 
 from . import procs
+from .crashes import CrashBook, Crasher
+from .hosted import EngineLike, HostedEngine, HostGoneError
 from .options import RunOptions
 from .progress import Progress
 from .sampler import Sampler
@@ -64,7 +73,7 @@ class Driver:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineLike,
         traffic: Traffic,
         tracker: Tracker,
         sampler: Sampler,
@@ -72,8 +81,12 @@ class Driver:
         *,
         collect_timeout_s: float,
         progress: Progress,
+        crashes: CrashBook | None = None,
+        crasher: Crasher | None = None,
     ) -> None:
         self.engine = engine
+        self.crashes = crashes
+        self.crasher = crasher
         self.traffic = traffic
         self.tracker = tracker
         self.sampler = sampler
@@ -88,10 +101,19 @@ class Driver:
         self._last_progress = 0.0
 
     def run(self) -> Phases:
-        """Offer the traffic, then collect every outstanding outcome (or time out)."""
+        """Offer the traffic, then collect every outstanding outcome (or time out).
+
+        A ``crasher`` kills the engine on its clock while the traffic is offered only.
+        """
         self._t0 = time.monotonic()
         self._next_sample = self._t0
-        self._guarded(self._offer)
+        if self.crasher is not None:
+            self.crasher.start(self._t0)
+        try:
+            self._guarded(self._offer)
+        finally:
+            if self.crasher is not None:
+                self.crasher.stop()
         self.phases.offer_s = time.monotonic() - self._t0
         self.phases.outcomes_while_offering = self.tracker.outcomes
         self.phases.replied_while_offering = self.tracker.by_status.get("replied", 0)
@@ -146,13 +168,32 @@ class Driver:
                 n = int(min(opts.batch, behind, left))
             elif congested:
                 self._collect(_BACKOFF_S)
-            batch = self.traffic.batch(n)
-            t = time.monotonic()
-            results = self.engine.submit_many([m for m, _ in batch])
-            for msg in tracker.submitted(batch, results, t):
-                self.traffic.accepted(msg)
+            batch = tracker.take_redeliveries(n)
+            batch += self.traffic.batch(n - len(batch))
+            results = self._submit(batch)
             congested = any(getattr(r, "reason", None) == "capacity" for r in results)
             self._collect(0.0)
+
+    def _submit(self, batch: list[tuple[InboundMessage, bool]]) -> list[Any]:
+        """Submit one batch and book its answers (none if the engine died meanwhile)."""
+        t = time.monotonic()
+        try:
+            results = self.engine.submit_many([m for m, _ in batch])
+        except HostGoneError as exc:
+            self.tracker.lost(batch, t)
+            self._restart(exc)
+            return []
+        for msg in self.tracker.submitted(batch, results, t):
+            self.traffic.accepted(msg)
+        return results
+
+    def _restart(self, gone: HostGoneError) -> None:
+        # The hosted engine died (the Crasher killed it, or it died on its own): bury it,
+        # start the next one on the same store, and book the crash.
+        if self.crashes is None or not isinstance(self.engine, HostedEngine):
+            raise gone
+        restart = self.engine.restart()
+        self.crashes.crashed(restart, self.tracker, self._t0)
 
     def _offered_all(self, now: float) -> bool:
         if self.opts.messages is not None:
@@ -161,21 +202,30 @@ class Driver:
 
     def _collect_rest(self) -> None:
         deadline = time.monotonic() + self.collect_timeout_s
-        while self.tracker.pending:
+        tracker = self.tracker
+        while tracker.pending or tracker.redeliveries:
             now = time.monotonic()
             if now >= deadline:
                 self.phases.collect_timed_out = True
                 return
             self._sample(now)
+            if tracker.redeliveries:  # lost answers still to offer again
+                self._submit(tracker.take_redeliveries(self.opts.batch))
             self._collect(min(0.2, deadline - now))
 
     # -- one step -------------------------------------------------------------------------
 
     def _collect(self, timeout: float) -> None:
-        outcomes = self.engine.outcomes(timeout=max(0.0, timeout))
+        try:
+            outcomes = self.engine.outcomes(timeout=max(0.0, timeout))
+        except HostGoneError as exc:
+            self._restart(exc)
+            return
         if outcomes:
             t = time.monotonic()
             self.tracker.resolved(outcomes, t)
+            if self.crashes is not None:
+                self.crashes.outcomes(outcomes)
             self.phases.last_outcome_s = t - self._t0
 
     def _sample(self, now: float, *, force: bool = False) -> None:

@@ -19,7 +19,16 @@ from apps.deps import HTTP_INSTALL
 
 from .traffic import MAX_CUSTOMERS
 
-__all__ = ["EDGES", "SOAK", "RunOptions", "build_parser", "engine_config", "parse_args"]
+__all__ = [
+    "COMPARE_DURATION_S",
+    "DURABILITY_ORDER",
+    "EDGES",
+    "SOAK",
+    "RunOptions",
+    "build_parser",
+    "engine_config",
+    "parse_args",
+]
 
 EDGES = ("embedded", "fake")
 """``--edges``: what the accounts send through and the pool calls (see ``edges.py``)."""
@@ -41,6 +50,12 @@ SOAK: dict[str, Any] = {
     "rate": 2500.0,
 }
 """``--soak`` defaults; any option given explicitly wins."""
+
+COMPARE_DURATION_S = 20.0
+"""``--durability-compare``: each of its three measurements runs this long unless
+``--duration`` or ``--messages`` says otherwise."""
+DURABILITY_ORDER = ("fsync", "os", "off")
+"""The measurements of ``--durability-compare``, in the order they run."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +84,8 @@ class RunOptions:
     config_path: str | None = None
     kill_every: float | None = None
     kill_router: bool = False
+    crash_every: float | None = None
+    durability_compare: bool = False
     baseline: bool = False
     baseline_messages: int | None = None
     soak: bool = False
@@ -216,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--kill-every", type=_positive, metavar="S", help="SIGKILL a random account process"
     )
     faults.add_argument("--kill-router", action="store_true", help="at each kill, the router too")
+    faults.add_argument(
+        "--crash-every",
+        type=_positive,
+        metavar="S",
+        help="SIGKILL the whole engine (the process embedding it and every actor process; "
+        "the engine runs in a child process for this) every S seconds and start it again "
+        "on the same intake store; the books balance across the restarts",
+    )
     modes = p.add_argument_group("modes and output")
     modes.add_argument("--baseline", action="store_true", help="measure raw Thespian first")
     modes.add_argument("--baseline-messages", type=_count, help="tells in the raw measurement")
@@ -224,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="long run: 1,000,000 messages at 2,500/s, 200,000 customers, 20 accounts, Zipf; "
         "reports memory growth of each actor process from middle to end",
+    )
+    modes.add_argument(
+        "--durability-compare",
+        action="store_true",
+        help="three measurements of the same traffic back to back, with durability fsync, os "
+        f"and off (each --duration, default {COMPARE_DURATION_S:g} s, or --messages), "
+        "reported side by side",
     )
     modes.add_argument("--json", dest="json_path", metavar="PATH", help="write the report")
     modes.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG (matplotlib)")
@@ -256,6 +288,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     if ns.soak:
         defaults.update(SOAK)
         defaults.pop("duration", None)
+    if ns.durability_compare:
+        defaults["duration"] = COMPARE_DURATION_S
     if "messages" in values:
         defaults.pop("duration", None)
     if "duration" in values:
@@ -281,6 +315,7 @@ def check(opts: RunOptions) -> list[str]:
         problems.append("--kill-every needs a multiproc base (actors are processes)")
     if opts.kill_router and opts.kill_every is None:
         problems.append("--kill-router needs --kill-every")
+    problems += _check_durability_modes(opts)
     if opts.edges == "fake":
         embedded_only = [
             flag
@@ -300,6 +335,38 @@ def check(opts: RunOptions) -> list[str]:
             "--provider-jitter: the echo provider of this engine has no 'jitter_s' option "
             "(actors/pool/providers.py EchoProvider.OPTIONS)"
         )
+    return problems
+
+
+def _check_durability_modes(opts: RunOptions) -> list[str]:
+    problems = []
+    if opts.crash_every is not None:
+        if not opts.base.startswith("multiproc"):
+            problems.append(
+                f"--crash-every needs a multiproc base (got {opts.base}): it SIGKILLs the "
+                "engine's processes, and on this base every actor lives in one process"
+            )
+        if opts.overrides.get("durability", "").lower() == "off":
+            problems.append(
+                "--crash-every needs a store that outlives the engine: durability=off keeps "
+                "none (use fsync or os)"
+            )
+        if opts.soak:
+            problems.append("--crash-every and --soak: one or the other")
+    if opts.durability_compare:
+        given = [f"--set {k}" for k in ("durability", "intake_path") if k in opts.overrides]
+        if given:
+            problems.append(
+                f"--durability-compare sets durability and a fresh store per measurement "
+                f"itself: drop {', '.join(given)}"
+            )
+        for flag, on in (
+            ("--crash-every", opts.crash_every is not None),
+            ("--soak", opts.soak),
+            ("--plot", opts.plot_path is not None),
+        ):
+            if on:
+                problems.append(f"--durability-compare and {flag}: one or the other")
     return problems
 
 
@@ -328,8 +395,9 @@ def _parse_setting(key: str, raw: str) -> Any:
 def engine_config(opts: RunOptions) -> EngineConfig:
     """The engine's config: defaults, ``--config`` file, ``WAE_*`` variables, ``--set``.
 
-    Abandoned messages are journaled to a file in the temp directory unless the
-    dead-letter path was set explicitly: a load run must not litter the working directory.
+    Abandoned messages are journaled to a file in the temp directory, and the intake store
+    is kept in a directory of its own there, unless their paths were set explicitly: a load
+    run must not litter the working directory (nor find a store of an earlier run there).
 
     Raises:
         ConfigError: an unknown key or a bad value (the message names it).
@@ -342,8 +410,10 @@ def engine_config(opts: RunOptions) -> EngineConfig:
         overrides=overrides,
         overrides_origin="--set",
     )
-    default_path = next(s.default for s in settings() if s.name == "dead_letter_path")
-    if cfg.dead_letter_path == default_path:
-        path = os.path.join(tempfile.gettempdir(), f"wae-loadrun-{os.getpid()}-dead-letters.bin")
-        cfg = dataclasses.replace(cfg, dead_letter_path=path)
+    defaults = {s.name: s.default for s in settings()}
+    run = os.path.join(tempfile.gettempdir(), f"wae-loadrun-{os.getpid()}")
+    if cfg.dead_letter_path == defaults["dead_letter_path"]:
+        cfg = dataclasses.replace(cfg, dead_letter_path=f"{run}-dead-letters.bin")
+    if cfg.intake_path == defaults["intake_path"]:  # the store creates its directory 0700
+        cfg = dataclasses.replace(cfg, intake_path=os.path.join(run, "intake.db"))
     return cfg

@@ -2,45 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from actors.config import settings
 
+from .render_durability import compare_lines, crash_lines, store_lines
+from .tables import table as _table
+
 __all__ = ["render", "verdict"]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "  ") -> list[str]:
-    cells = [[str(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for n, r in enumerate(cells):
-        first = r[0].ljust(widths[0])
-        rest = [v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)]
-        lines.append(indent + "  ".join([first, *rest]).rstrip())
-        if n == 0:
-            lines.append(indent + "  ".join("-" * w for w in widths))
-    return lines
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.3f}"
-    return str(v)
 
 
 def verdict(report: dict[str, Any]) -> str:
     """The last line: ``exactly-once: OK (...)`` or ``exactly-once: FAILED (...)``."""
     e = report["exactly_once"]
-    if e["ok"]:
+    if not e["ok"]:
+        return "exactly-once: FAILED (" + "; ".join(e["problems"]) + ")"
+    if "durability_compare" in report:
+        return (
+            f"exactly-once: OK ({e['accepted']:,} accepted, {e['outcomes']:,} outcomes "
+            f"in {e['runs']} runs)"
+        )
+    crashes = report.get("crashes")
+    if crashes is None:
         return f"exactly-once: OK ({e['accepted']:,} accepted, {e['outcomes']:,} outcomes)"
-    return "exactly-once: FAILED (" + "; ".join(e["problems"]) + ")"
+    store = e["settled_from_store"]
+    kills = crashes["kills"] + crashes["unplanned"]
+    return (
+        f"exactly-once: OK ({e['owed']:,} accepted, {e['outcomes']:,} outcomes"
+        + (f" + {store:,} found in the store" if store else "")
+        + f", across {kills} kill{'' if kills == 1 else 's'} of the whole engine)"
+    )
 
 
 def _config_lines(r: dict[str, Any]) -> list[str]:
@@ -58,11 +49,16 @@ def _config_lines(r: dict[str, Any]) -> list[str]:
     if o["kill_every"]:
         who = "a random account" + (" and the router" if o["kill_router"] else "")
         lines.append(f"  faults       SIGKILL {who} every {o['kill_every']:g} s")
+    if o.get("crash_every"):
+        lines.append(
+            f"  crashes      SIGKILL the whole engine every {o['crash_every']:g} s, restart "
+            "on the same intake store (the engine runs in a child process)"
+        )
     defaults = {s.name: s.default for s in settings()}
     changed = [
         f"{k}={v!r}"
         for k, v in r["engine_config"].items()
-        if v != defaults.get(k) and k != "dead_letter_path"
+        if v != defaults.get(k) and k not in ("dead_letter_path", "intake_path")
     ]
     lines.append("  engine       " + (", ".join(changed) if changed else "EngineConfig defaults"))
     return lines
@@ -141,7 +137,12 @@ def _edge_lines(e: dict[str, Any]) -> list[str]:
 
 def render(r: dict[str, Any]) -> str:
     """The whole human report."""
-    out = ["wa-actor-engine load run", "", "configuration", *_config_lines(r), ""]
+    out = ["wa-actor-engine load run", "", "configuration", *_config_lines(r)]
+    if "durability_compare" in r:
+        out += compare_lines(r)
+        out += _log_lines(r.get("log"))
+        return "\n".join([*out, "", verdict(r)])
+    out.append("")
     c, t, ph = r["counts"], r["throughput"], r["phases"]
     tail = c["outcomes"] - ph["outcomes_while_offering"]
     out.append(
@@ -265,6 +266,8 @@ def render(r: dict[str, Any]) -> str:
     if r["dead_letters"]:
         dl = r["dead_letters"]
         out.append(f"  dead-letter journal: {dl['path']} ({dl['bytes']:,} bytes)")
+    out += store_lines(r)
+    out += crash_lines(r)
     if r["baseline"]:
         b, q = r["baseline"], r["ratios"]
         out += [

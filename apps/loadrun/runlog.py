@@ -25,7 +25,7 @@ from actors.logging import configure_logging
 if TYPE_CHECKING:
     from loguru import Record
 
-__all__ = ["CONSOLE_LEVEL", "RunLog", "message_kind", "summarize"]
+__all__ = ["CONSOLE_LEVEL", "RunLog", "attach_file", "current_file", "message_kind", "summarize"]
 
 CONSOLE_LEVEL = "ERROR"
 """Records at this level and above reach stderr as they happen."""
@@ -91,6 +91,37 @@ def summarize(path: str, levels: tuple[str, ...] = SUMMARY_LEVELS) -> dict[str, 
     }
 
 
+def attach_file(path: str, level: str) -> int:
+    """Set the run's sinks in this process: stderr for errors, ``path`` appended at ``level``.
+
+    Also what an engine host (``--crash-every``) calls, so that its records join the
+    runner's file.
+
+    Returns:
+        The file sink's loguru id.
+    """
+    configure_logging(level=CONSOLE_LEVEL)  # replaces every sink: stderr, errors only
+    # Appending (O_APPEND) keeps whole lines from processes that share the file;
+    # line buffering writes each record at once, even from a process that dies.
+    return logger.add(
+        path,
+        level=level.upper(),
+        format=_format,
+        mode="a",
+        buffering=1,
+        backtrace=False,
+        diagnose=False,  # never a variable's value (a secret) in the log
+    )
+
+
+_open: list[RunLog] = []  # the files being written, newest last
+
+
+def current_file() -> tuple[str, str] | None:
+    """The path and level of the run's log file being written in this process, if any."""
+    return (_open[-1].path, _open[-1].level) if _open else None
+
+
 class RunLog:
     """The load runner's sinks: ERROR and above on stderr, everything at ``level`` in a file.
 
@@ -103,20 +134,13 @@ class RunLog:
         self.level = level.upper()
         name = f"wae-loadrun-{os.getpid()}.log"
         self.path = os.path.join(directory or tempfile.gettempdir(), name)
-        with open(self.path, "w", encoding="utf-8"):
-            pass  # a fresh file: the sink appends, so forked processes never overwrite
-        configure_logging(level=CONSOLE_LEVEL)  # replaces every sink: stderr, errors only
-        # Appending (O_APPEND) keeps whole lines from processes that share the file;
-        # line buffering writes each record at once, even from a process that dies.
-        self._sink: int | None = logger.add(
-            self.path,
-            level=self.level,
-            format=_format,
-            mode="a",
-            buffering=1,
-            backtrace=False,
-            diagnose=False,  # never a variable's value (a secret) in the log
-        )
+        # A fresh, private file (engine records can name customers): the sink appends, so
+        # forked processes and an engine host never overwrite one another.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        os.close(fd)
+        self._sink: int | None = attach_file(self.path, self.level)
+        _open.append(self)
 
     def close(self) -> dict[str, Any]:
         """Stop writing the file and sum it up; an empty file is removed (``path`` None).
@@ -128,6 +152,8 @@ class RunLog:
         if self._sink is not None:
             logger.remove(self._sink)
             self._sink = None
+        if self in _open:
+            _open.remove(self)
         summary: dict[str, Any] = {"records": {}, "kinds": [], "more_kinds": 0}
         path: str | None = self.path
         try:

@@ -7,17 +7,22 @@ few moments (start, middle, end, peak) so a long soak does not grow the runner i
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from actors import Engine, EngineError
+from actors import EngineError
 from protocols import StatsReply
 
 from . import procs
 
+if TYPE_CHECKING:
+    from .hosted import EngineLike
+
 __all__ = ["ROLES", "Sampler"]
 
 ROLES = ("gateway", "admin", "logger", "supervisor", "router", "ai_pool", "accounts", "account_max")
-"""RSS columns: this process (the Engine facade), Thespian's admin and logger, the actors."""
+"""RSS columns: the process of the Engine facade (this one, or the engine host with
+``--crash-every``), Thespian's admin and logger, the actors."""
 
 _GAUGES = (
     "in_flight",
@@ -38,8 +43,9 @@ _GAUGES = (
 class Sampler:
     """Samples an engine; keeps a compact time series and per-process RSS snapshots."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineLike, gateway_pid: Callable[[], int] = os.getpid) -> None:
         self.engine = engine
+        self.gateway_pid = gateway_pid
         self.multiproc = engine.base.startswith("multiproc")
         self.rows: list[dict[str, Any]] = []
         self.last_stats: StatsReply | None = None
@@ -126,8 +132,9 @@ class Sampler:
 
     def _rss(self, stats: StatsReply) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
         per_proc: dict[str, tuple[int, int]] = {}
-        gateway = procs.rss_kb(os.getpid()) or 0
-        per_proc["gateway"] = (os.getpid(), gateway)
+        pid = self.gateway_pid()
+        gateway = procs.rss_kb(pid) or 0
+        per_proc["gateway"] = (pid, gateway)
         rss = dict.fromkeys(ROLES, 0)
         rss["gateway"] = gateway
         if not self.multiproc:

@@ -7,7 +7,7 @@ engine promised (``Accepted``) with what it delivered (``Outcome``), message by 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,9 +65,23 @@ class LatencyHistogram:
 
 
 class Tracker:
-    """Offered, accepted, rejected and resolved messages, and submit-to-outcome latency."""
+    """Offered, accepted, rejected and resolved messages, and submit-to-outcome latency.
 
-    def __init__(self) -> None:
+    Across engine restarts (``--crash-every``, ``across_restarts=True``) it also keeps:
+
+    - answers that never arrived (:meth:`lost`): the engine died during ``submit_many``.
+      Such a message is *unknown*: the engine may have recorded it or not. Like WhatsApp,
+      which redelivers a webhook that got no 200, the runner offers it again
+      (:meth:`take_redeliveries`) until the engine answers ``Accepted`` (it owes an
+      outcome) or ``duplicate`` (it had recorded it: it owes one too); an outcome that
+      arrives for it first shows it was recorded as well;
+    - every id that got its outcome, so that a second outcome for an id counts as a
+      duplicate (and fails the run) instead of an outcome for an unknown id;
+    - outcomes that were recorded in the store but whose answer died with a killed host
+      (:meth:`settled_in_store`).
+    """
+
+    def __init__(self, *, across_restarts: bool = False) -> None:
         self.pending: dict[str, float] = {}  # accepted message id -> submit time
         self.offered = 0
         self.accepted = 0
@@ -83,6 +97,19 @@ class Tracker:
         self.accepted_twice = 0  # an id accepted while still pending
         self.latencies = LatencyHistogram()  # every outcome of an accepted message
         self._window: list[float] = []
+        # Across restarts only:
+        self.across_restarts = across_restarts
+        self.finished: set[str] = set()
+        self.lost_answers = 0  # submissions whose answer never arrived
+        self.unknown: dict[str, float] = {}  # id -> first submit time; no answer yet
+        self.redeliveries: deque[InboundMessage] = deque()  # lost answers, to offer again
+        self.reoffered = 0
+        self.unknown_recorded = 0  # unknown ids the engine had recorded (owe an outcome)
+        self.unknown_accepted = 0  # unknown ids accepted when offered again
+        self.accepted_again = 0  # an id accepted again after its outcome (dedupe forgot it)
+        self.duplicate_outcomes: list[str] = []  # second outcomes (kept: first 20)
+        self.duplicate_outcomes_total = 0
+        self.from_store: Counter[str] = Counter()  # settled from the store, by status
 
     def submitted(
         self,
@@ -93,15 +120,21 @@ class Tracker:
         """Book one ``submit_many``; returns the newly accepted messages."""
         accepted: list[InboundMessage] = []
         self.offered += len(batch)
-        pending = self.pending
+        pending, unknown = self.pending, self.unknown
         for (msg, redelivery), result in zip(batch, results, strict=True):
+            mid = msg.message_id
+            if unknown and mid in unknown:
+                self._answered_again(msg, result, accepted)
+                continue
             if redelivery:
                 self.duplicates_offered += 1
             if isinstance(result, Accepted):
                 self.accepted += 1
-                if msg.message_id in pending:
+                if mid in pending:
                     self.accepted_twice += 1
-                pending[msg.message_id] = t
+                elif self.across_restarts and mid in self.finished:
+                    self.accepted_again += 1
+                pending[mid] = t
                 if redelivery:
                     self.duplicates_accepted += 1
                 else:
@@ -112,6 +145,46 @@ class Tracker:
                     self.duplicates_rejected += 1
         return accepted
 
+    def _answered_again(
+        self, msg: InboundMessage, result: Any, accepted: list[InboundMessage]
+    ) -> None:
+        # A lost answer's message, offered again: the engine's answer now settles what it owes.
+        mid = msg.message_id
+        if isinstance(result, Accepted):
+            self.accepted += 1
+            self.unknown_accepted += 1
+            self.pending[mid] = self.unknown.pop(mid)
+            accepted.append(msg)
+            return
+        self.rejected[result.reason] += 1
+        if result.reason == "duplicate":  # recorded before the engine died: it owes an outcome
+            self.unknown_recorded += 1
+            self.pending[mid] = self.unknown.pop(mid)
+        else:  # refused for now (capacity, say): WhatsApp would retry it later
+            self.redeliveries.append(msg)
+
+    def lost(self, batch: Sequence[tuple[InboundMessage, bool]], t: float) -> None:
+        """Book a ``submit_many`` whose answer never arrived (the engine host died)."""
+        self.offered += len(batch)
+        self.lost_answers += len(batch)
+        for msg, redelivery in batch:
+            mid = msg.message_id
+            if redelivery:
+                self.duplicates_offered += 1  # of an accepted id: nothing new is owed
+                continue
+            if mid in self.pending or mid in self.finished:
+                continue  # offered again after it was settled: nothing new is owed
+            self.unknown.setdefault(mid, t)
+            self.redeliveries.append(msg)
+
+    def take_redeliveries(self, n: int) -> list[tuple[InboundMessage, bool]]:
+        """Up to ``n`` lost answers' messages to offer again (oldest first)."""
+        out: list[tuple[InboundMessage, bool]] = []
+        while self.redeliveries and len(out) < n:
+            out.append((self.redeliveries.popleft(), False))
+        self.reoffered += len(out)
+        return out
+
     def resolved(self, outcomes: Sequence[Outcome], t: float) -> None:
         """Book outcomes received at ``t``."""
         pending = self.pending
@@ -119,15 +192,46 @@ class Tracker:
             self.outcomes += 1
             self.by_status[o.status] += 1
             self.by_outcome[o.status + (f".{o.reason}" if o.reason else "")] += 1
-            submitted = pending.pop(o.message_id, None)
+            mid = o.message_id
+            submitted = pending.pop(mid, None)
             if submitted is None:
-                self.unexpected_total += 1
-                if len(self.unexpected) < 20:
-                    self.unexpected.append(o.message_id)
+                submitted = self._outcome_not_pending(mid)
+            if submitted is None:
                 continue
+            if self.across_restarts:
+                self.finished.add(mid)
             latency = t - submitted
             self.latencies.add(latency)
             self._window.append(latency)
+
+    def _outcome_not_pending(self, mid: str) -> float | None:
+        # self.unknown and self.finished stay empty unless across restarts.
+        if mid in self.unknown:  # its answer was lost, but the engine had recorded it
+            self.unknown_recorded += 1
+            return self.unknown.pop(mid)
+        if mid in self.finished:
+            self.duplicate_outcomes_total += 1
+            if len(self.duplicate_outcomes) < 20:
+                self.duplicate_outcomes.append(mid)
+            return None
+        self.unexpected_total += 1
+        if len(self.unexpected) < 20:
+            self.unexpected.append(mid)
+        return None
+
+    def settled_in_store(self, finished: dict[str, str]) -> None:
+        """Settle ids still owed whose outcome the store recorded (``id -> status``).
+
+        Their outcome was produced (and recorded) by an engine that was killed before its
+        answer reached the runner.
+        """
+        for mid, status in finished.items():
+            if self.pending.pop(mid, None) is None:
+                if self.unknown.pop(mid, None) is None:
+                    continue
+                self.unknown_recorded += 1
+            self.finished.add(mid)
+            self.from_store[status] += 1
 
     def window(self) -> tuple[int, list[float]]:
         """Outcomes since the last call and their p50/p90/p99 latency in ms."""
@@ -138,16 +242,15 @@ class Tracker:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
+    @property
+    def owed(self) -> int:
+        """Outcomes the engine owes: its ``Accepted`` answers and lost answers it recorded."""
+        return self.accepted + self.unknown_recorded
+
     def exactly_once(self) -> dict[str, Any]:
         """Whether every accepted message got exactly one outcome, with the evidence."""
         missing = len(self.pending)
-        ok = (
-            missing == 0
-            and self.unexpected_total == 0
-            and self.accepted_twice == 0
-            and self.outcomes == self.accepted
-            and self.offered == self.accepted + self.rejected_total
-        )
+        settled = self.outcomes + sum(self.from_store.values()) - self.duplicate_outcomes_total
         problems = []
         if missing:
             problems.append(
@@ -158,21 +261,39 @@ class Tracker:
                 f"{self.unexpected_total} outcomes for no pending message, "
                 f"e.g. {self.unexpected[0]}"
             )
+        if self.duplicate_outcomes_total:
+            problems.append(
+                f"{self.duplicate_outcomes_total} duplicate outcomes (a second outcome for one "
+                f"id), e.g. {self.duplicate_outcomes[0]}"
+            )
         if self.accepted_twice:
             problems.append(f"{self.accepted_twice} ids accepted twice while pending")
-        if self.outcomes != self.accepted and not problems:
-            problems.append(f"{self.accepted} accepted but {self.outcomes} outcomes")
-        if self.offered != self.accepted + self.rejected_total:
+        if self.across_restarts and self.accepted_again:
+            problems.append(
+                f"{self.accepted_again} ids accepted again after their outcome "
+                "(dedupe did not survive a restart)"
+            )
+        if settled - self.unexpected_total != self.owed and not problems:
+            problems.append(f"{self.owed} owed an outcome but {settled} outcomes")
+        if self.offered != self.accepted + self.rejected_total + self.lost_answers:
             problems.append(
                 f"offered {self.offered} != accepted {self.accepted} + rejected "
                 f"{self.rejected_total}"
+                + (f" + answers lost {self.lost_answers}" if self.lost_answers else "")
             )
         return {
-            "ok": ok,
+            "ok": not problems,
             "accepted": self.accepted,
             "outcomes": self.outcomes,
+            "owed": self.owed,
             "missing": missing,
             "unexpected": self.unexpected_total,
+            "duplicate_outcomes": self.duplicate_outcomes_total,
             "accepted_twice": self.accepted_twice,
+            "accepted_again": self.accepted_again,
+            "lost_answers": self.lost_answers,
+            "unknown_recorded": self.unknown_recorded,
+            "unknown_unresolved": len(self.unknown),
+            "settled_from_store": sum(self.from_store.values()),
             "problems": problems,
         }
