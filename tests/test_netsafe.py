@@ -1,9 +1,13 @@
 """Thespian's TCP base is closed to the network: loopback ports, allowlisted unpickling (pinned).
 
 The engine tests speak Thespian's wire format over raw sockets: a frame is the decimal
-length of a pickle, ``>``, then the pickle of ``(sender ActorAddress, message)``; the
-receiver answers with a frame holding the string ``ACK``, or ``ACK+DATAERR`` for a frame
-it could not load (and then closes the connection).
+length of a payload, ``>``, then the payload: Thespian's own is the pickle of ``(sender
+ActorAddress, message)``; the engine's is that pickle sealed by
+``actors.runtime.frameauth`` (a MAC over it, checked before unpickling). The receiver
+answers with an (authenticated) frame holding the string ``ACK``, or ``ACK+DATAERR`` for a
+frame it could not load (and then closes the connection). To reach the unpickler a
+crafted pickle must carry a valid MAC (an attacker with the key); without one it is
+refused before (tests/test_frameauth.py tests that layer).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from actors.config import EngineConfig, settings
 from actors.engine import Engine
 from actors.engine.journal import DeadLetterJournal
 from actors.errors import ConfigError
+from actors.runtime import frameauth, sealing
 from actors.runtime import netsafe as _netsafe
 from actors.runtime import wiring as _wiring
 from actors.runtime.netsafe import RefusedClassError, admitted, restricted_loads
@@ -130,8 +135,14 @@ def _sender(port: int = 1900) -> Any:
 
 
 def _frame(message: Any) -> bytes:
+    """Thespian's own frame: no MAC."""
     payload = pickle.dumps((_sender(), message))
     return str(len(payload)).encode() + b">" + payload
+
+
+def _sealed(message: Any, port: int) -> bytes:
+    """The engine's frame for the transport at ``port``, with this process's key."""
+    return sealing.frame((_sender(), message), dest_port=port)
 
 
 def _refused_by(payload: bytes) -> str:
@@ -222,18 +233,34 @@ def test_a_refused_class_is_never_called(tmp_path: Path) -> None:
 
 
 def test_the_transport_loads_received_frames_with_the_restricted_unpickler(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_patches()  # what every actor system start does (importing patches nothing)
-    assert tcp_module.serializer.loads is restricted_loads
-    assert tcp_module.serializer.dumps is pickle.dumps
-    frame = _frame(_Reduces(open, str(tmp_path / "owned"), "w"))
+    assert tcp_module.serializer.loads is frameauth.open_payload
+    monkeypatch.setattr(sealing, "_ports", {1901})  # as if a transport listened on 1901
+    before = _netsafe.REFUSED["io.open"]
+    frame = _sealed(_Reduces(open, str(tmp_path / "owned"), "w"), 1901)
     incoming = tcp_module.TCPIncoming(ActorAddress(None), None)
     incoming.addData(frame)
     assert incoming.receivedAllData()
-    with pytest.raises(RefusedClassError, match=r"io\.open"):
-        incoming.data  # noqa: B018 (the property unpickles)
+    assert incoming.data is None  # refused: Thespian answers ACK+DATAERR and closes
+    assert _netsafe.REFUSED["io.open"] == before + 1
     assert not (tmp_path / "owned").exists()
+
+
+def test_with_authentication_off_the_transport_still_unpickles_through_the_allowlist(
+    tmp_path: Path,
+) -> None:
+    install_patches()
+    settings = frameauth.current()
+    frameauth._install(dataclasses.replace(settings, auth=False))
+    try:
+        assert tcp_module.serializer.loads(pickle.dumps((_sender(), inbound(1))))[1] == inbound(1)
+        with pytest.raises(RefusedClassError, match=r"io\.open"):
+            tcp_module.serializer.loads(pickle.dumps(_Reduces(open, str(tmp_path / "x"), "w")))
+    finally:
+        frameauth._install(settings)
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_hand_made_frame_is_the_transports_own_framing() -> None:
@@ -386,7 +413,7 @@ def engine_log(tmp_path: Path) -> Iterator[Path]:
 
 
 def _send_raw(port: int, frame: bytes) -> tuple[Any, int]:
-    """Send one frame over a fresh connection; return the loaded answer and our port."""
+    """Send one frame over a fresh connection; return the opened answer and our port."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(frame)
         answer = b""
@@ -395,33 +422,44 @@ def _send_raw(port: int, frame: bytes) -> tuple[Any, int]:
             if not chunk:
                 break
             answer += chunk
-        return restricted_loads(answer.split(b">", 1)[1]), conn.getsockname()[1]
+        # The answer is an authenticated ACK frame (sequence 0, for no port in particular).
+        return frameauth.open_payload(answer.split(b">", 1)[1], ports=()), conn.getsockname()[1]
 
 
 @pytest.mark.parametrize("target", ["admin", "router"])
+@pytest.mark.parametrize("mac", ["valid MAC", "no MAC"])
 def test_a_crafted_pickle_runs_nothing_and_the_engine_keeps_serving(
-    make_engine: EngineFactory, engine_log: Path, tmp_path: Path, target: str
+    make_engine: EngineFactory, engine_log: Path, tmp_path: Path, target: str, mac: str
 ) -> None:
     engine = make_engine(echo={"latency_s": 0.0}, accounts=("acct-1",))
     assert engine._link is not None
+    assert engine.admin_port is not None
     router = engine._link.address.addressDetails.sockname[1]
     port = engine.admin_port if target == "admin" else router
     pid = _admin_pid(engine) if target == "admin" else _router_pid(engine)
     opened, touched = tmp_path / "opened", tmp_path / "touched"
 
-    answer, peer_port = _send_raw(port, _frame(_Reduces(open, str(opened), "w")))
+    def frame(payload: Any) -> bytes:
+        return _sealed(payload, port) if mac == "valid MAC" else _frame(payload)
+
+    answer, peer_port = _send_raw(port, frame(_Reduces(open, str(opened), "w")))
     assert answer == "ACK+DATAERR"  # Thespian's answer to a frame it could not load
-    answer, _ = _send_raw(port, _frame(_Reduces(os.system, f"touch {touched}")))
+    answer, _ = _send_raw(port, frame(_Reduces(os.system, f"touch {touched}")))
     assert answer == "ACK+DATAERR"
 
     assert not opened.exists()
     assert not touched.exists()
-    wait_for(lambda: "posix.system" in engine_log.read_text(), what="the refusal logged")
-    lines = engine_log.read_text().splitlines()
-    assert f"refused a frame from 127.0.0.1:{peer_port}: it names io.open (pid {pid}, " in (
-        "\n".join(lines)
-    )
-    assert any(f"names posix.system (pid {pid}, frames refused here: 2)" in x for x in lines)
+    # With the key, the frame reaches the unpickler, which refuses the class; without it,
+    # the frame is refused at the MAC and its pickle is never looked at.
+    if mac == "valid MAC":
+        first, second, reason = "it names io.open", "it names posix.system", "class"
+    else:
+        first = second = "it carries no MAC (not an authenticated frame)"
+        reason = "mac"
+    wait_for(lambda: f"{reason}: 2)" in engine_log.read_text(), what="the refusals logged")
+    text = engine_log.read_text()
+    assert f"refused a frame from 127.0.0.1:{peer_port}: {first} (pid {pid}, " in text
+    assert f"{second} (pid {pid}, frames refused here: 2, {reason}: 2)" in text
 
     # The receiving process is the same one, and the engine serves.
     assert (_router_pid(engine) if target == "router" else _admin_pid(engine)) == pid
@@ -432,6 +470,7 @@ def test_a_crafted_pickle_runs_nothing_and_the_engine_keeps_serving(
     assert stats.counters["restarts"] == 0
     if target == "router":  # the admin is Thespian's, not ours: its refusals are logged only
         assert stats.counters["refused_frames"] == 2
+        assert stats.counters[f"router.refused_frames.{reason}"] == 2
 
 
 def _admin_pid(engine: Engine) -> int:

@@ -9,6 +9,7 @@ TOML file, ``WAE_<KEY>`` environment variables, and explicit keyword overrides.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = ["EngineConfig", "settings"]
 
 _SEED = "seed"
 _NEW = "engine"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,15 +221,17 @@ class EngineConfig:
         7 * 24 * 3600.0,
         lo=0,
         source=f"{_NEW}: WhatsApp retries a failed webhook for up to 7 days",
-        doc="How long a finished message stays recorded: redeliveries within it are "
-        "rejected `duplicate` across restarts; older records are pruned in small steps.",
+        doc="How long a finished message stays recorded, at most: redeliveries within it are "
+        "rejected `duplicate` across restarts; older records are pruned in small steps, and "
+        "when the store is full the oldest finished ones go earlier (a shorter horizon).",
     )
     intake_max_records: int = _key(
         1_000_000,
         lo=1,
         source=f"{_NEW}: the intake store is bounded too",
-        doc="Records the intake store keeps, finished or not; when it is full, new messages "
-        "are rejected `capacity`, never dropped.",
+        doc="Records the intake store keeps, finished or not; finished ones make room first, "
+        "and only when unfinished ones fill it are new messages rejected `capacity`, never "
+        "dropped.",
     )
     max_frame_bytes: int = _key(
         64 * 1024,
@@ -242,6 +246,32 @@ class EngineConfig:
         doc="Address every Thespian port (admin, actors) listens on; anything but loopback "
         "exposes the actor system (README, Security); `0.0.0.0` means every interface.",
     )
+    transport_auth: bool = _key(
+        True,
+        source=f"{_NEW}: loopback is no trust boundary; Thespian authenticates nothing",
+        doc="Every Thespian frame carries an HMAC-SHA256 checked before unpickling, and "
+        "counts once (README, Security); `false` is for measuring its cost only, and warns.",
+    )
+    transport_secret_env: str = _key(
+        "",
+        source=f"{_NEW}: actor systems on several hosts share a key",
+        doc="Name of an environment variable holding the transport secret (>= 32 bytes); "
+        "empty, and no `transport_secret_file`: a random key per engine start.",
+    )
+    transport_secret_file: str = _key(
+        "",
+        source=f"{_NEW}: as transport_secret_env, from a file",
+        doc="A file holding the transport secret; refused unless it is a regular file "
+        "owned by this user with mode 0600.",
+    )
+    transport_max_frame_bytes: int = _key(
+        256 * 1024 * 1024,
+        lo=64 * 1024,
+        source=f"{_NEW}: one frame carries a batch; 10,000 outcomes of 4,096 characters "
+        "take ~165 MB",
+        doc="Largest Thespian frame received; a longer length prefix is refused before "
+        "more is read (from a peer without the key, nothing past 62 bytes is read).",
+    )
 
     def __post_init__(self) -> None:
         for spec in settings():
@@ -255,11 +285,25 @@ class EngineConfig:
             ("drain_timeout_s", "shutdown_timeout_s"),
             ("restart_min_backoff_s", "restart_max_backoff_s"),
             ("sweep_tick_s", "queue_cleanup_interval_s"),
+            ("max_frame_bytes", "transport_max_frame_bytes"),
         ]
         for small, big in pairs:
             a, b = getattr(self, small), getattr(self, big)
             if a > b:
                 raise ConfigError(f"{small} = {a!r} must be <= {big} = {b!r}")
+        env, path = self.transport_secret_env, self.transport_secret_file
+        if env and not _ENV_NAME.fullmatch(env):
+            raise ConfigError(
+                f"transport_secret_env = {env!r}: must name an environment variable "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        if env and path:
+            raise ConfigError(
+                f"transport_secret_env = {env!r} and transport_secret_file = {path!r}: "
+                "set one of them, not both"
+            )
+        if "\x00" in path:
+            raise ConfigError(f"transport_secret_file = {path!r}: must be a file path")
 
     @property
     def capacity(self) -> int:

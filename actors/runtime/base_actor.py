@@ -27,7 +27,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
-from actors.runtime import netsafe, thespian_fixes
+from actors.runtime import actorguard, frameauth, netsafe, thespian_fixes
 from actors.runtime.wiring import Address, Configure
 
 __all__ = ["EngineActor"]
@@ -44,9 +44,10 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
     def __init__(self) -> None:
         super().__init__()
         # Inherited from the process that started the system; installed again in case this
-        # process was started otherwise (idempotent, a version check and two assignments).
+        # process was started otherwise (idempotent: version checks and assignments).
         thespian_fixes.apply()
-        netsafe.apply()
+        frameauth.apply()  # and netsafe's patches under it
+        actorguard.apply()
         self.name = self.role
         self.generation = 0
         self.base = ""
@@ -174,9 +175,15 @@ class EngineActor(Actor):  # type: ignore[misc]  # Thespian ships no types
         self.send(self.myAddress, ActorExitRequest())
 
     def process_counters(self) -> dict[str, int]:
-        """Counters of this actor's process, added to its stats line."""
-        return {"refused_frames": netsafe.REFUSED.total()}
+        """Counters of this actor's process, added to its stats line: the frames it refused,
+        in all (``refused_frames``) and by reason (``refused_frames.mac``, ``.replay``,
+        ``.stale``, ``.oversize``, ``.class``, ``.actor``)."""
+        return netsafe.counters()
 
     @property
     def pid(self) -> int | None:
         return os.getpid() if self.base.startswith("multiproc") else None
+
+
+# The admin creates actors of the engine's own classes only: the subclasses of this one.
+actorguard.admit_subclasses(EngineActor)

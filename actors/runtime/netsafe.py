@@ -18,6 +18,13 @@ path drops it and closes that connection while the process carries on. Both patc
 in module state: ``actors.runtime.system`` calls :func:`apply` before it starts the actor
 system, so the admin, the logger and every actor process, all forked after that, inherit
 them. Importing this module patches nothing.
+
+Two more layers sit on top: :mod:`actors.runtime.frameauth` authenticates every frame
+before it reaches :func:`restricted_loads` (it plugs in through :func:`use_framing`), and
+:mod:`actors.runtime.actorguard` lets the admin create only the engine's actor classes.
+Every refusal, whatever the layer, goes through :func:`refuse`: counted per reason in
+:data:`REFUSALS` (a process's actors report them, see :func:`counters`) and logged,
+sampled so that a flood of bad frames does not flood the log.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import io
 import ipaddress
 import os
 import pickle
+import time
 from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,6 +50,8 @@ from actors.runtime.thespian_fixes import require_pinned_thespian, tcp_module
 __all__ = [
     "ALLOWED_GLOBALS",
     "ANY_ADDRESS",
+    "REASONS",
+    "REFUSALS",
     "REFUSED",
     "RefusedClassError",
     "RestrictedUnpickler",
@@ -48,7 +59,10 @@ __all__ = [
     "apply",
     "bind_to",
     "bound_host",
+    "counters",
+    "refuse",
     "restricted_loads",
+    "use_framing",
 ]
 
 ANY_ADDRESS = "0.0.0.0"
@@ -85,13 +99,36 @@ themselves: every protocol message, ``EngineConfig``, and every class declared w
 """
 
 REFUSED: Counter[str] = Counter()
-"""Frames this process refused, by the class that got them refused."""
-os.register_at_fork(after_in_child=REFUSED.clear)  # a forked process counts its own
+"""Frames this process refused at the unpickler, by the class that got them refused."""
+
+REASONS = ("mac", "replay", "stale", "oversize", "class", "actor")
+"""Why a frame is refused: no valid MAC (including a frame not in the authenticated
+format), a sequence number seen before or meant for another port, a timestamp outside
+the clock window, a length prefix over the transport's cap (or not a length at all), a
+class outside the allowlist, an actor class the admin does not create."""
+
+REFUSALS: Counter[str] = Counter()
+"""Frames this process refused, by reason (one of :data:`REASONS`)."""
+
+LOG_EVERY_S = 10.0
+"""Past the first refusals of a reason, at most one log line per this many seconds."""
+
+_logged_at: dict[str, float] = {}
+
+
+def _fresh_counts() -> None:
+    REFUSED.clear()
+    REFUSALS.clear()
+    _logged_at.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_counts)  # a forked process counts its own
 
 _log = logger.bind(actor="netsafe")
 _ipbase = importlib.import_module("thespian.system.transport.IPBase")
 _original_address_init = _ipbase.IPActorAddress.__init__
 _original_incoming_data = tcp_module.TCPIncoming_Common.data
+_original_add_data = tcp_module.TCPIncoming_Common.addData
 _bind_host = "127.0.0.1"
 _admitted: frozenset[tuple[str, str]] = frozenset()
 _admitted_from = -1  # how many crossing classes were declared when _admitted was built
@@ -148,14 +185,40 @@ def restricted_loads(data: bytes) -> Any:
         return RestrictedUnpickler(io.BytesIO(data)).load()
     except RefusedClassError as exc:
         REFUSED[exc.name] += 1
-        _log.error(
-            "refused a frame from {}: it names {} (pid {}, frames refused here: {})",
-            _describe_peer(_receiving_from.get()),
-            exc.name,
-            os.getpid(),
-            REFUSED.total(),
-        )
+        refuse("class", f"it names {exc.name}")
         raise
+
+
+def refuse(reason: str, detail: str, peer: str | None = None) -> None:
+    """Count a refused frame under ``reason`` and log it, sampled.
+
+    The first refusal of a reason is logged, then the 2nd, 4th, 8th, ... and, in between,
+    at most one per :data:`LOG_EVERY_S`; each line gives the running counts, so the lines
+    held back are still counted. ``peer`` describes the sender (default: the connection
+    being read, when known).
+    """
+    REFUSALS[reason] += 1
+    n = REFUSALS[reason]
+    now = time.monotonic()
+    if n & (n - 1) and now - _logged_at.get(reason, -LOG_EVERY_S) < LOG_EVERY_S:
+        return
+    _logged_at[reason] = now
+    _log.error(
+        "refused a frame from {}: {} (pid {}, frames refused here: {}, {}: {})",
+        peer if peer is not None else _describe_peer(_receiving_from.get()),
+        detail,
+        os.getpid(),
+        REFUSALS.total(),
+        reason,
+        n,
+    )
+
+
+def counters() -> dict[str, int]:
+    """This process's refusals: ``refused_frames`` in all and ``refused_frames.<reason>``."""
+    out = {"refused_frames": REFUSALS.total()}
+    out.update({f"refused_frames.{r}": REFUSALS[r] for r in REASONS})
+    return out
 
 
 def bind_to(host: str) -> None:
@@ -201,6 +264,15 @@ def _incoming_data(incoming: Any) -> Any:
         _receiving_from.reset(token)
 
 
+def _incoming_add_data(incoming: Any, data: Any) -> None:
+    # addData parses the length prefix (and frameauth checks the header): same reason.
+    token = _receiving_from.set(incoming)
+    try:
+        _original_add_data(incoming, data)
+    finally:
+        _receiving_from.reset(token)
+
+
 def _describe_peer(incoming: Any) -> str:
     if incoming is None:  # an answer on a connection this process opened, or a direct call
         return "an unknown peer"
@@ -217,19 +289,30 @@ def _describe_peer(incoming: Any) -> str:
 
 
 class _Serializer:
-    """What ``TCPTransport`` calls ``serializer``: pickle out, allowlisted unpickle in."""
+    """What ``TCPTransport`` calls ``serializer``: pickle out, allowlisted unpickle in.
 
-    dumps = staticmethod(pickle.dumps)
-    loads = staticmethod(restricted_loads)
+    :mod:`actors.runtime.frameauth` replaces both through :func:`use_framing` with
+    functions that seal and open authenticated frames around these two.
+    """
+
+    dumps: Callable[[Any], bytes] = staticmethod(pickle.dumps)
+    loads: Callable[[bytes], Any] = staticmethod(restricted_loads)
+
+
+def use_framing(dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
+    """Make the transport serialize with ``dumps`` and load with ``loads`` from now on."""
+    _Serializer.dumps = staticmethod(dumps)
+    _Serializer.loads = staticmethod(loads)
 
 
 def apply() -> None:
-    """Install both patches (idempotent); refuse to patch a Thespian they were not written for."""
+    """Install the patches (idempotent); refuse to patch a Thespian they were not written for."""
     require_pinned_thespian(
         "actors.runtime.netsafe",
         "IPBase.IPActorAddress.__init__ (bindname), TCPTransport.__init__ (bind), "
-        "TCPTransport's uses of serializer.loads and TCPIncoming_Common.data",
+        "TCPTransport's uses of serializer.loads, TCPIncoming_Common.data and .addData",
     )
     _ipbase.IPActorAddress.__init__ = _address_init
     tcp_module.__dict__["serializer"] = _Serializer
     tcp_module.TCPIncoming_Common.data = property(_incoming_data)
+    tcp_module.TCPIncoming_Common.addData = _incoming_add_data

@@ -30,7 +30,7 @@ from thespian.actors import ActorSystem
 from actors.config import EngineConfig
 from actors.errors import EngineError
 from actors.logging import private_thespian_log, thespian_log_defs
-from actors.runtime import lifeline, netsafe, procs, thespian_fixes
+from actors.runtime import actorguard, frameauth, lifeline, netsafe, procs, thespian_fixes
 from actors.runtime.wiring import EngineStarted, StartEngine
 
 __all__ = ["SystemHandle", "free_port", "install_patches"]
@@ -39,10 +39,13 @@ __all__ = ["SystemHandle", "free_port", "install_patches"]
 def install_patches() -> None:
     """Install the network-safety patches and the Thespian fix in this process (idempotent).
 
-    Called before an actor system starts: every process it forks inherits them.
+    Called before an actor system starts: every process it forks inherits them (frame
+    authentication with a random key until :meth:`SystemHandle.start` sets the engine's).
     """
     thespian_fixes.apply()
     netsafe.apply()
+    frameauth.apply()
+    actorguard.apply()
 
 
 def _private_by_default() -> None:
@@ -87,6 +90,9 @@ class SystemHandle:
         from actors.supervisor.actor import SupervisorActor
 
         install_patches()
+        # The transport key, in module state before the admin is forked: every process of
+        # the system inherits it, and it touches neither disk nor argv.
+        frameauth.start(self, config)
         private_thespian_log()
         capabilities = {"Admin Port": self.admin_port} if self.multiproc else {}
         if self.multiproc:
@@ -113,6 +119,7 @@ class SystemHandle:
                 raise EngineError(f"the supervisor did not start the engine (got {started!r})")
         except BaseException:
             self._system.shutdown()
+            frameauth.stop(self)
             raise
         if self.multiproc:
             self.admin_pid = started.admin_pid
@@ -125,8 +132,8 @@ class SystemHandle:
         netsafe.bind_to(host)
         if not ipaddress.IPv4Address(host).is_loopback:
             logger.bind(actor="engine").warning(
-                "the actor system listens on {} (bind_address), not on loopback: whoever "
-                "reaches its ports can send it messages unauthenticated (see README, Security)",
+                "the actor system listens on {} (bind_address), not on loopback: its frames "
+                "are authenticated, not encrypted; run it over a VPN (see README, Security)",
                 "every interface" if host == netsafe.ANY_ADDRESS else host,
             )
 
@@ -179,6 +186,7 @@ class SystemHandle:
         """Shut the system down and make sure none of its processes is left."""
         self.remember_pids()
         self._system.shutdown()
+        frameauth.stop(self)
         if self.admin_pid is None:
             return
         leftovers = procs.wait_gone(self.pids, timeout_s=5.0)

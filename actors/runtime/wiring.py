@@ -50,8 +50,10 @@ __all__ = [
     "DrainDone",
     "EngineStarted",
     "Forward",
+    "LocateRouter",
     "PoolUp",
     "RouterLocation",
+    "RouterWhereabouts",
     "ShutdownDone",
     "StartEngine",
     "StatsQuery",
@@ -163,6 +165,36 @@ class RouterLocation:
     address: Address
     generation: int
     up: bool
+
+
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocateRouter:
+    """Facade -> supervisor: where is the router, and is it alive? Answered ``RouterWhereabouts``.
+
+    Sent when the router did not answer: ``unanswered_s`` is how long generation
+    ``generation`` has left the facade's asks unanswered (0 for a plain question). The
+    supervisor checks that router's process before it answers, so a router that died
+    unnoticed is restarted now, and kills one that stays silent too long while it lives.
+    """
+
+    generation: int
+    unanswered_s: float = 0.0
+
+
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouterWhereabouts:
+    """Supervisor -> facade: the router's current generation and its child state.
+
+    ``state`` is the child's lifecycle state as a plain string (``"up"``, ``"starting"``,
+    ``"down"``, ``"failed"``, ...); ``detail`` says why a ``"failed"`` router was given up.
+    """
+
+    address: Address
+    generation: int
+    state: str
+    detail: str = ""
 
 
 @crosses_processes
