@@ -29,10 +29,11 @@ from loguru import logger
 
 from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.engine.journal import DeadLetterJournal, journal_files, read_journal
+from actors.engine.journal import HEADER_BYTES, DeadLetterJournal, journal_files, read_journal
 from apps.gateway import Gateway, parse_payload
 from apps.replay import ReplayTargetError, replay_journal, scan_journal
 from protocols import Accepted, InboundMessage, ProviderSpec, Rejected
+from protocols.codec import encode
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound
 from tests.test_gateway_app import ENV, make_gateway, replied, until
@@ -59,13 +60,17 @@ def cli() -> ModuleType:
 def abandoned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[InboundMessage]]:
     """A journal of COUNT messages really abandoned at shutdown, rotated once."""
     path = tmp_path_factory.mktemp("abandoned") / "dead.bin"
+    messages = [inbound(i, text=TEXT) for i in range(COUNT)]
+    # Room for a little over half of them per file: one rotation, nothing shed, whatever
+    # size a record has (it grows when InboundMessage gains fields).
+    record = HEADER_BYTES + len(encode(messages[0]))
     config = EngineConfig(
         drain_timeout_s=0.3,
         shutdown_timeout_s=3.0,
         dead_letter_path=str(path),
-        dead_letter_max_bytes=4096,
+        dead_letter_max_bytes=max(4096, record * (COUNT // 2 + 2)),
+        durability="off",  # a durable store would keep them unfinished instead of a journal
     )
-    messages = [inbound(i, text=TEXT) for i in range(COUNT)]
     with Engine(config, base="simpleSystemBase", seed=7) as engine:
         engine.add_provider(
             ProviderSpec(name="echo", kind="echo", priority=10, options={"latency_s": 60.0})
@@ -540,6 +545,7 @@ base = "{base}"
 
 [engine]
 dead_letter_path = "{journal}"
+intake_path = "{path.parent / "intake" / "intake.db"}"
 drain_timeout_s = 1.0
 
 [[accounts]]
