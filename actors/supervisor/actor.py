@@ -2,20 +2,21 @@
 
 It enforces the instance cap, restarts crashed children under a ``RestartPolicy`` (a new
 child has a new address and a higher generation), tells the router what changed, and runs
-the ordered teardown. Its bookkeeping lives in ``SupervisorCore``; this module is the
-Thespian shell: it creates actors, sends messages and arms timers.
+the ordered teardown. Its bookkeeping lives in ``SupervisorCore``; how it learns that a
+child ended (Thespian's notice, or the child's pid) in ``watch``; creating children and
+catching a new router up in ``spawner``; this module is the Thespian shell: it creates
+actors, sends messages and arms timers.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorExitRequest, ChildActorExited
 
 from actors.runtime.base_actor import EngineActor
 from actors.runtime.wiring import (
@@ -24,11 +25,11 @@ from actors.runtime.wiring import (
     ActorReport,
     Address,
     AskChild,
-    Configure,
     Configured,
     DrainDone,
     EngineStarted,
     Forward,
+    LocateRouter,
     PoolUp,
     RouterLocation,
     StartEngine,
@@ -37,9 +38,11 @@ from actors.runtime.wiring import (
     WiringAck,
 )
 from actors.supervisor.core import Child, SupervisorCore
-from actors.supervisor.lifecycle import CHILD, ChildState
+from actors.supervisor.lifecycle import CHILD
+from actors.supervisor.spawner import Spawner
 from actors.supervisor.stats import StatsFanout
 from actors.supervisor.teardown import Teardown
+from actors.supervisor.watch import WATCH_EVERY_S, ChildWatch
 from protocols import (
     AccountEvent,
     AddAccount,
@@ -59,13 +62,14 @@ class SupervisorActor(EngineActor):
     def __init__(self) -> None:
         super().__init__()
         self.core: SupervisorCore | None = None
-        self.seed = 0
         self.facade: Address = None
         self.addresses: dict[tuple[str, str], Address] = {}
         self.waiting: dict[int, tuple[Address, str, str]] = {}  # token -> (asker, command, name)
         self.adding: dict[str, Address] = {}  # account id -> the facade asking to add it
         self.stats: StatsFanout | None = None  # both made with the core, on StartEngine
         self.teardown: Teardown | None = None
+        self.watch: ChildWatch | None = None
+        self.spawner: Spawner | None = None
         self._token = 0
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
@@ -80,7 +84,8 @@ class SupervisorActor(EngineActor):
             WhereIsRouter: self.on_where_is_router,
             AskChild: self.on_ask_child,
         }
-        if self.stats is not None and self.teardown is not None:
+        if self.stats is not None and self.teardown is not None and self.watch is not None:
+            table[LocateRouter] = self.on_locate_router
             table[StatsQuery] = self.stats.query
             table[ActorReport] = self.stats.report
             table[ShutdownRequest] = self.teardown.start
@@ -100,7 +105,6 @@ class SupervisorActor(EngineActor):
 
     def on_start(self, msg: StartEngine, sender: Address) -> None:
         self.base = msg.base
-        self.seed = msg.seed
         self.core = core = SupervisorCore(msg.config, seed=msg.seed)
         self.stats = StatsFanout(
             core,
@@ -120,42 +124,45 @@ class SupervisorActor(EngineActor):
             live_router=self._live_router,
             log=self.log,
         )
+        self.watch = ChildWatch(
+            core,
+            addresses=self.addresses,
+            send=self.send,
+            wake_at=self.wakeupAfter_at,
+            live_router=self._live_router,
+            event=self._event,
+            reply_adding=self._reply_adding,
+            teardown=self.teardown,
+            forget=lambda address: self.send(self.myAddress, ChildActorExited(address)),
+            log=self.log,
+        )
+        self.spawner = Spawner(
+            core,
+            addresses=self.addresses,
+            create=self._create,
+            send=self.send,
+            base=msg.base,
+            seed=msg.seed,
+            fork_pids=self.pid is not None,
+        )
         self.facade = sender
+        if self.pid is not None:  # processes to watch: see actors.supervisor.watch
+            self.wakeupAfter_at(time.time() + WATCH_EVERY_S, ("watch",))
         self.log.info("starting engine on {}", msg.base)
         self._spawn(self._core.add_child("ai_pool", "ai_pool"))
         self._spawn(self._core.add_child("router", "router"))
 
-    def _spawn(self, child: Child) -> None:
+    def _create(self, role: str) -> Address:
         from actors.account.actor import AccountActor
         from actors.pool.actor import PoolActor
         from actors.router.actor import RouterActor
 
-        cls = {"router": RouterActor, "ai_pool": PoolActor, "account": AccountActor}[child.role]
-        address = self.createActor(cls)
-        self.addresses[(child.role, child.name)] = address
-        core = self._core
-        pool = core.children.get(("ai_pool", "ai_pool"))
-        accounts = tuple(
-            (c.name, self.addresses[(c.role, c.name)], c.generation)
-            for c in core.accounts(ChildState.UP)
-        )
-        self.send(
-            address,
-            Configure(
-                role=child.role,
-                name=child.name,
-                generation=child.generation,
-                config=core.config,
-                base=self.base,
-                seed=self.seed + child.generation * 7919 + zlib.crc32(child.name.encode()),
-                account=child.spec,
-                providers=core.provider_specs(),
-                pool=self.addresses.get(("ai_pool", "ai_pool")) if pool else None,
-                pool_generation=pool.generation if pool else 0,
-                accounts=accounts,
-                failed_accounts=tuple(c.name for c in core.accounts(ChildState.FAILED)),
-            ),
-        )
+        cls = {"router": RouterActor, "ai_pool": PoolActor, "account": AccountActor}[role]
+        return self.createActor(cls)
+
+    def _spawn(self, child: Child) -> None:
+        assert self.spawner is not None, "supervisor used before StartEngine"
+        self.spawner.spawn(child)
 
     def on_configured(self, msg: Configured, sender: Address) -> None:
         core = self._core
@@ -208,8 +215,15 @@ class SupervisorActor(EngineActor):
                 self.send(
                     router, PoolUp(address=sender, generation=msg.generation, restarted=restarted)
                 )
-        elif msg.role == "router" and restarted:
-            self.log.warning("router restarted as generation {}", msg.generation)
+        elif msg.role == "router":
+            assert self.spawner is not None
+            caught_up = self.spawner.router_up(sender)
+            if restarted:
+                self.log.warning(
+                    "router restarted as generation {} ({} changes it missed while starting)",
+                    msg.generation,
+                    caught_up,
+                )
         if self.facade is not None and router is not None and core.is_up("ai_pool"):
             router_child = core.children[("router", "router")]
             self.send(
@@ -340,56 +354,15 @@ class SupervisorActor(EngineActor):
             ),
         )
 
-    # --- crashes and restarts -------------------------------------------------------------
+    def on_locate_router(self, msg: LocateRouter, sender: Address) -> None:
+        assert self.watch is not None  # the handler is registered with it
+        self.send(sender, self.watch.locate_router(msg, time.time()))
+
+    # --- crashes and restarts (how an end is learnt and handled: actors.supervisor.watch) ---
 
     def on_child_exited(self, address: Address) -> None:
-        key = next((k for k, a in self.addresses.items() if a == address), None)
-        if key is None:
-            return
-        core = self._core
-        child = core.children.get(key)
-        if child is None:  # removed: forget its address (bounded by the children we have)
-            del self.addresses[key]
-            return
-        now = time.time()
-        if CHILD.allows(child.state, "exited"):  # stopping: the exit we asked for
-            core.child_stopped(child)
-            if self.teardown is not None:
-                self.teardown.advance(now)
-            return
-        if not CHILD.allows(child.state, "crashed"):
-            # down, failed or stopped: this actor's end was already counted (a duplicate
-            # notice); counting it again would restart a child twice.
-            return
-        decision = core.child_crashed(child, now)
-        router = self._live_router()
-        if decision.give_up:
-            self.log.error("{} {} failed for good: {}", child.role, child.name, decision.reason)
-            if child.role == "account":
-                if router is not None:
-                    self.send(router, AccountGone(account_id=child.name, state="failed"))
-                self._event(child.name, "failed", decision.reason)
-            elif child.role == "ai_pool" and self._router_address() is not None:
-                # Even a starting router is told: it gets this after its Configure.
-                self.send(
-                    self._router_address(),
-                    PoolUp(address=None, generation=child.generation, restarted=False, failed=True),
-                )
-            self._reply_adding(child.name, ok=False, error="account_failed", detail=decision.reason)
-            return
-        self.log.warning(
-            "{} {} exited unexpectedly; restart {} in {:.3f} s",
-            child.role,
-            child.name,
-            child.restarts,
-            decision.delay_s,
-        )
-        if child.role == "account" and router is not None:
-            self.send(router, AccountGone(account_id=child.name, state="down"))
-            self._event(child.name, "disconnected", "actor exited; restarting")
-        self.wakeupAfter_at(
-            now + decision.delay_s, ("restart", child.role, child.name, child.generation)
-        )
+        if self.watch is not None:
+            self.watch.exited(address, time.time())
 
     def wakeupAfter_at(self, at: float, payload: Any) -> None:  # noqa: N802
         self.wakeupAfter(timedelta(seconds=max(0.0, at - time.time())), payload=payload)
@@ -407,6 +380,9 @@ class SupervisorActor(EngineActor):
             ):
                 self._core.respawn(child)
                 self._spawn(child)
+        elif kind == "watch" and self.watch is not None:
+            self.watch.sweep(now)
+            self.wakeupAfter_at(now + WATCH_EVERY_S, ("watch",))
         elif kind == "stats" and self.stats is not None:
             self.stats.finish(payload[1])
         elif kind == "stage" and self.teardown is not None:

@@ -16,6 +16,7 @@ __all__ = ["Child", "CrashDecision", "ShutdownPlan", "SupervisorCore"]
 
 STAGES = ("drain", "accounts", "ai_pool", "router")
 _STAGE_ROLE = {"accounts": "account", "ai_pool": "ai_pool", "router": "router"}
+_RUNNING = frozenset({ChildState.STARTING, ChildState.UP, ChildState.STOPPING})
 
 
 @dataclass(slots=True)
@@ -23,7 +24,9 @@ class Child:
     """One supervised actor: its current generation and state.
 
     ``state`` moves only through the ``CHILD`` table (``actors.supervisor.lifecycle``), by
-    the ``SupervisorCore`` methods below.
+    the ``SupervisorCore`` methods below. ``pid`` is its process (multiproc bases), known
+    from the fork on and confirmed by its ``Configured``; ``reason`` says why a ``failed``
+    child was given up.
     """
 
     role: str
@@ -34,6 +37,7 @@ class Child:
     state: ChildState = ChildState.STARTING
     pid: int | None = None
     restarts: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,14 @@ class SupervisorCore:
         child = self.children.get((role, name or role))
         return child is not None and child.state is ChildState.UP
 
+    def child_spawned(self, child: Child, pid: int | None) -> None:
+        """The actor of a ``starting`` child was created; ``pid`` is its process, if known."""
+        child.pid = pid
+
+    def watched(self) -> list[Child]:
+        """The children whose process runs (or should): known pid, starting, up or stopping."""
+        return [c for c in self.children.values() if c.pid is not None and c.state in _RUNNING]
+
     def child_up(self, child: Child, pid: int | None, now: float) -> None:
         """The child answered its Configure: it is up.
 
@@ -114,7 +126,7 @@ class SupervisorCore:
             LifecycleError: the child is not ``starting``.
         """
         child.state = CHILD.next(child.state, "configured")
-        child.pid = pid
+        child.pid = pid if pid is not None else child.pid
         child.policy.started(now)
 
     def child_refused(self, child: Child) -> None:
@@ -139,6 +151,7 @@ class SupervisorCore:
         decision = child.policy.failed(now)
         if isinstance(decision, GiveUp):
             child.state = CHILD.next(child.state, "gave_up")
+            child.reason = decision.reason
             self._counters["gave_up"] += 1
             return CrashDecision(give_up=True, reason=decision.reason)
         child.restarts += 1

@@ -1,0 +1,154 @@
+"""Creating the supervisor's children, and keeping a new router's picture of them current.
+
+A child is created with a ``Configure`` that carries what it must know of the others: a
+router gets the accounts and the pool. The supervisor tells the router of later changes
+(an account up, down, failed or removed; the pool restarted) only while the router is up,
+so whatever changed while a router was starting was never sent to it. Measured with the
+load runner's SIGKILLs: a router restarted together with an account never heard of that
+account's new generation and rejected its messages ``unknown_account``, for good. So the
+spawner remembers what each router was configured with, and ``router_up`` sends the
+difference when that router answers.
+
+A router is configured with the accounts that are up *and* those restarting (down, or
+starting again): it holds their replies until they are back, instead of refusing their
+messages (re-admitted ones included) as unknown. ``router_up`` then tells it which of
+them are still down; the router re-sends what it holds when they come up.
+
+Like ``Teardown``, the spawner gets what it acts on as explicit collaborators, so it runs
+without Thespian.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from actors.runtime.wiring import AccountGone, AccountUp, Address, Configure, PoolUp
+from actors.supervisor.core import Child, SupervisorCore
+from actors.supervisor.lifecycle import ChildState
+from actors.supervisor.watch import child_pids
+
+__all__ = ["Spawner"]
+
+_UP = ChildState.UP
+
+
+class Spawner:
+    """Creates children (learning their pid at the fork) and catches a new router up.
+
+    Args:
+        core: the supervisor's children.
+        addresses: the children's addresses by ``(role, name)``; set here on creation.
+        create: creates the actor of a role (``"router"``, ``"ai_pool"``, ``"account"``)
+            and returns its address.
+        send: sends a message to an address.
+        base: the actor system base, passed on to every child.
+        seed: the engine's seed; each child's is derived from it.
+        fork_pids: whether children are processes of ours whose pid can be seen at the
+            fork (the multiproc bases).
+    """
+
+    def __init__(
+        self,
+        core: SupervisorCore,
+        *,
+        addresses: MutableMapping[tuple[str, str], Address],
+        create: Callable[[str], Address],
+        send: Callable[[Address, Any], None],
+        base: str,
+        seed: int,
+        fork_pids: bool,
+    ) -> None:
+        self.core = core
+        self.addresses = addresses
+        self._create = create
+        self._send = send
+        self._base = base
+        self._seed = seed
+        self._fork_pids = fork_pids
+        # What the newest router was configured with: account -> (generation, up?), the
+        # failed accounts, and the pool's generation and whether it was up.
+        self._told_accounts: dict[str, tuple[int, bool]] = {}
+        self._told_failed: frozenset[str] = frozenset()
+        self._told_pool: tuple[int, bool] = (0, False)
+
+    def spawn(self, child: Child) -> None:
+        """Create the actor of ``child`` (starting) and send it its ``Configure``."""
+        core = self.core
+        before = child_pids() if self._fork_pids else set()
+        address = self._create(child.role)  # forks the child's process now on multiproc bases
+        forked = child_pids() - before if self._fork_pids else set()
+        core.child_spawned(child, forked.pop() if len(forked) == 1 else None)
+        self.addresses[(child.role, child.name)] = address
+        pool = core.children.get(("ai_pool", "ai_pool"))
+        listed = [
+            c
+            for c in core.accounts()
+            if c.state in (_UP, ChildState.DOWN)
+            or (c.state is ChildState.STARTING and c.generation > 1)
+        ]
+        failed = tuple(c.name for c in core.accounts(ChildState.FAILED))
+        if child.role == "router":
+            self._told_accounts = {c.name: (c.generation, c.state is _UP) for c in listed}
+            self._told_failed = frozenset(failed)
+            self._told_pool = (pool.generation, pool.state is _UP) if pool else (0, False)
+        self._send(
+            address,
+            Configure(
+                role=child.role,
+                name=child.name,
+                generation=child.generation,
+                config=core.config,
+                base=self._base,
+                seed=self._seed + child.generation * 7919 + zlib.crc32(child.name.encode()),
+                account=child.spec,
+                providers=core.provider_specs(),
+                pool=self.addresses.get(("ai_pool", "ai_pool")) if pool else None,
+                pool_generation=pool.generation if pool else 0,
+                accounts=tuple(
+                    (c.name, self.addresses[(c.role, c.name)], c.generation) for c in listed
+                ),
+                failed_accounts=failed,
+            ),
+        )
+
+    def router_up(self, router: Address) -> int:
+        """Tell a router that just came up what changed since its ``Configure``.
+
+        Returns:
+            How many messages were sent.
+        """
+        news: list[Any] = []
+        accounts = self.core.accounts()
+        for c in accounts:
+            told = self._told_accounts.get(c.name)
+            if c.state is _UP and told != (c.generation, True):
+                address = self.addresses[(c.role, c.name)]
+                news.append(
+                    AccountUp(
+                        account_id=c.name,
+                        address=address,
+                        generation=c.generation,
+                        restarted=told is not None,
+                    )
+                )
+            elif c.state in (ChildState.DOWN, ChildState.STARTING) and told is not None:
+                news.append(AccountGone(account_id=c.name, state="down"))
+            elif c.state is ChildState.FAILED and c.name not in self._told_failed:
+                news.append(AccountGone(account_id=c.name, state="failed"))
+        for name in sorted(self._told_accounts.keys() - {c.name for c in accounts}):
+            news.append(AccountGone(account_id=name, state="removed"))
+        pool = self.core.children.get(("ai_pool", "ai_pool"))
+        if pool is not None and pool.state is _UP and self._told_pool != (pool.generation, True):
+            address = self.addresses[("ai_pool", "ai_pool")]
+            news.append(PoolUp(address=address, generation=pool.generation, restarted=True))
+        elif pool is not None and pool.state is ChildState.FAILED:
+            # Its Configure named the failed pool's last address: say it is gone for good
+            # (the router ends what waits for it ``no_provider``; saying it twice is harmless).
+            news.append(
+                PoolUp(address=None, generation=pool.generation, restarted=False, failed=True)
+            )
+        for msg in news:
+            self._send(router, msg)
+        return len(news)
