@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Replay the dead-letter journal: to a running gateway, or into an engine started here.
+"""Replay the dead-letter journal or an intake store: to a running gateway, or into an engine here.
 
 Usage::
 
@@ -10,11 +10,15 @@ Usage::
     # (b) an engine embedded here, from the gateway's config; waits for the outcomes
     python scripts/replay.py --config gateway.toml [--consume]
     # either, with --dry-run: read and validate the records, check their accounts
+    # either, with --store PATH instead of the journal: the unfinished messages of the
+    # intake store of an engine that is not running (read-only; no --consume)
+    python scripts/replay.py --config other-gateway.toml --store old/wae-intake/intake.db
 
 Prints a summary on stdout (``--json``: the report as JSON). Exit status: 0 when every
 record was settled (accepted or a duplicate) and, in mode (b), every accepted message got
 its outcome; 1 when some record is not settled or is corrupt (a dry run: corrupt records,
-or accounts without a mapping); 2 for bad options, configuration or a missing secret.
+or accounts without a mapping); 2 for bad options, configuration, a missing secret, or a
+store that cannot be replayed (held by a live engine, missing, not an intake store).
 
 Importable: ``main(argv)``, ``run(parse_args(argv), out)`` (no logging setup),
 ``GatewayTarget`` and ``webhook_payload`` (from :mod:`apps.replay.gateway`).
@@ -42,11 +46,19 @@ from apps.deps import CORE, CORE_INSTALL, HTTP, HTTP_INSTALL, missing, require
 require("replay.py", CORE, CORE_INSTALL)  # one line, not a traceback, when they are missing
 
 from actors.config import load_config  # noqa: E402
-from actors.errors import ConfigError, EngineError  # noqa: E402
+from actors.errors import ConfigError, EngineError, StoreError  # noqa: E402
 from actors.logging import configure_logging  # noqa: E402
 from apps.gateway.config import load_gateway_config  # noqa: E402
-from apps.replay import ReplayReport, replay_journal, scan_journal  # noqa: E402
+from apps.replay import (  # noqa: E402
+    ReplayReport,
+    ReplayTarget,
+    replay_journal,
+    replay_store,
+    scan_journal,
+    scan_store,
+)
 from apps.replay.gateway import GatewayTarget, webhook_payload  # noqa: E402
+from apps.replay.store import refuse_if_held  # noqa: E402
 
 __all__ = ["GatewayTarget", "main", "parse_args", "run", "webhook_payload"]
 
@@ -73,9 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--gateway", metavar="URL", help="a running gateway's webhook URL")
     target.add_argument("--config", metavar="TOML", help="start an engine from this gateway config")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
         "--journal",
         help="the journal (default: dead_letter_path of --config, or of WAE_* / $WAE_CONFIG)",
+    )
+    source.add_argument(
+        "--store",
+        metavar="PATH",
+        help="instead of a journal: the unfinished messages of this intake store (read-only; "
+        "refused while an engine holds it)",
     )
     p.add_argument(
         "--app-secret-env",
@@ -117,6 +136,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     if args.gateway and not args.phone_number_id_map:
         _parser().error("--gateway needs --phone-number-id-map")
+    if args.store and args.consume:
+        _parser().error(
+            "--consume cannot be used with --store: the store belongs to its engine, which "
+            "finishes its unfinished messages itself at its next start; the replay only reads it"
+        )
+    if args.store and args.no_rotated:
+        _parser().error("--no-rotated applies to a journal, not to --store")
     return args
 
 
@@ -124,7 +150,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run one replay as ``args`` say; print the summary to ``out``; return the exit status."""
     try:
         return _run_gateway(args, out) if args.gateway else _run_engine(args, out)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, StoreError) as exc:  # StoreError: nothing was read
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the journal could not be read, renamed or written back
@@ -132,14 +158,23 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 1
 
 
-def _common(args: argparse.Namespace, **limits: int) -> dict[str, Any]:
-    return {
-        "batch": args.batch,
-        "include_rotated": not args.no_rotated,
-        "timeout_s": args.timeout_s,
-        "consume": args.consume,
-        **limits,
-    }
+def _replay(
+    target: ReplayTarget,
+    args: argparse.Namespace,
+    journal: str,
+    *,
+    max_bytes: int | None = None,
+    **options: Any,
+) -> ReplayReport:
+    """Replay ``--store`` if given, else ``journal`` (``max_bytes``: its write-back limit)."""
+    common = {"batch": args.batch, "timeout_s": args.timeout_s, **options}
+    if args.store:
+        return replay_store(target, args.store, **common)
+    if max_bytes is not None:
+        common["max_bytes"] = max_bytes
+    return replay_journal(
+        target, journal, include_rotated=not args.no_rotated, consume=args.consume, **common
+    )
 
 
 def _print(
@@ -154,7 +189,11 @@ def _print(
 
 
 def _dry_run(args: argparse.Namespace, out: TextIO, journal: str, known: Iterable[str]) -> int:
-    report = scan_journal(journal, include_rotated=not args.no_rotated, claims=args.consume)
+    report = (
+        scan_store(args.store)
+        if args.store
+        else scan_journal(journal, include_rotated=not args.no_rotated, claims=args.consume)
+    )
     unknown = sorted(set(report.by_account) - set(known))
     _print(out, args, report, {"accounts_without_mapping": unknown})
     return 0 if report.complete and not unknown else 1
@@ -162,7 +201,7 @@ def _dry_run(args: argparse.Namespace, out: TextIO, journal: str, known: Iterabl
 
 def _run_gateway(args: argparse.Namespace, out: TextIO) -> int:
     phone_ids = parse_phone_map(args.phone_number_id_map)
-    journal = args.journal or load_config().dead_letter_path
+    journal = args.journal or ("" if args.store else load_config().dead_letter_path)
     if args.dry_run:
         return _dry_run(args, out, journal, phone_ids)
     secret = os.environ.get(args.app_secret_env, "")
@@ -172,7 +211,7 @@ def _run_gateway(args: argparse.Namespace, out: TextIO) -> int:
         args.gateway, secret.encode("utf-8"), phone_ids, timeout_s=args.http_timeout_s
     )
     try:
-        report = replay_journal(target, journal, **_common(args))
+        report = _replay(target, args, journal)
     finally:
         target.close()
     _print(out, args, report, {"http_answers": dict(sorted(target.answers.items()))})
@@ -184,6 +223,14 @@ def _run_engine(args: argparse.Namespace, out: TextIO) -> int:
     journal = args.journal or config.engine.dead_letter_path
     if args.dry_run:
         return _dry_run(args, out, journal, (a.account_id for a in config.accounts))
+    if args.store and _same_file(args.store, config.engine.intake_path):
+        raise ConfigError(
+            f"--store {args.store!r} is the intake_path of --config {args.config!r}: the engine "
+            f"started from it resumes its unfinished messages itself; start it (the gateway) "
+            f"instead, or replay the store into another engine's config"
+        )
+    if args.store:
+        refuse_if_held(args.store)  # before starting processes for nothing
     if gone := missing(HTTP):  # the gateway's start_engine lives with its aiohttp server
         needs = ", ".join(gone)
         raise ConfigError(f"--config starts an engine here, which needs {needs}: {HTTP_INSTALL}")
@@ -203,11 +250,14 @@ def _run_engine(args: argparse.Namespace, out: TextIO) -> int:
             ] += 1
 
     try:
-        limits = {
-            "max_bytes": config.engine.dead_letter_max_bytes,
-            "max_frame_bytes": config.engine.max_frame_bytes,
-        }
-        report = replay_journal(engine, journal, wait=collect, **_common(args, **limits))
+        report = _replay(
+            engine,
+            args,
+            journal,
+            wait=collect,
+            max_bytes=config.engine.dead_letter_max_bytes,
+            max_frame_bytes=config.engine.max_frame_bytes,
+        )
         wait_s = args.wait_s if args.wait_s is not None else config.engine.processing_timeout_s + 5
         until = time.monotonic() + wait_s
         while outcomes.total() < report.accepted and (left := until - time.monotonic()) > 0:
@@ -220,11 +270,20 @@ def _run_engine(args: argparse.Namespace, out: TextIO) -> int:
         "outcomes": dict(sorted(outcomes.items())),
         "abandoned_at_shutdown": len(shutdown.abandoned),
     }
-    if shutdown.abandoned:
+    if shutdown.abandoned and config.engine.durability == "off":
         extra["journaled_again_to"] = config.engine.dead_letter_path
+    elif shutdown.abandoned:  # a durable engine keeps them for its next start
+        extra["kept_unfinished_in"] = config.engine.intake_path
     _print(out, args, report, extra)
-    # Every accepted message ended before the shutdown: none was abandoned (journaled) again.
+    # Every accepted message ended before the shutdown: none was abandoned (kept) again.
     return 0 if report.complete and not shutdown.abandoned else 1
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,9 +14,14 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 import shutil
+import signal
 import socket
+import sqlite3
+import subprocess
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -29,10 +34,18 @@ from loguru import logger
 
 from actors.config import EngineConfig
 from actors.engine import Engine
+from actors.engine.intake import IntakeStore
 from actors.engine.journal import HEADER_BYTES, DeadLetterJournal, journal_files, read_journal
+from actors.errors import StoreError, StoreLockedError
 from apps.gateway import Gateway, parse_payload
-from apps.replay import ReplayTargetError, replay_journal, scan_journal
-from protocols import Accepted, InboundMessage, ProviderSpec, Rejected
+from apps.replay import (
+    ReplayTargetError,
+    replay_journal,
+    replay_store,
+    scan_journal,
+    scan_store,
+)
+from protocols import Accepted, InboundMessage, Outcome, ProviderSpec, Rejected
 from protocols.codec import encode
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound
@@ -587,3 +600,222 @@ def test_the_summary_names_counts_and_refused_ids(journal: Path) -> None:
     assert f"accepted {COUNT - 1}, duplicate 0" in text
     assert "rejected (kept): unknown_account 1 [wamid.4]" in text
     assert scan_journal(journal).summary().startswith(f"scanned {COUNT} records")
+
+
+# --- the intake store as a source ----------------------------------------------------------------
+
+STORE_NOW = 1_700_000_000.0
+FINISHED = (1, 4)
+SENT = (2, 7)  # reply confirmed sent, no outcome recorded yet: already replied
+FINISHED_AND_SENT = (5,)
+UNFINISHED = ("wamid.0", "wamid.3", "wamid.6", "wamid.8", "wamid.9")  # in acceptance order
+
+
+def make_store(path: Path) -> Path:
+    """A closed store of 10 messages: finished, sent, both, and UNFINISHED ones."""
+    with IntakeStore.open(
+        path, durability="fsync", retention_s=3600.0, max_records=100, clock=lambda: STORE_NOW
+    ) as store:
+        store.record_accepted([(inbound(i, text=f"store {i}"), STORE_NOW + 60) for i in range(10)])
+        store.record_sent([(f"wamid.{i}", "on its way") for i in (*SENT, *FINISHED_AND_SENT)])
+        store.record_outcomes(
+            Outcome(message_id=f"wamid.{i}", status="replied", reply="done")
+            for i in (*FINISHED, *FINISHED_AND_SENT)
+        )
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return make_store(tmp_path / "old-engine" / "intake.db")
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    """Every row of the store, every column (to show a replay changed nothing)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT * FROM intake ORDER BY seq").fetchall()
+
+
+def test_a_store_replays_exactly_its_unfinished_unsent_messages_in_order(store: Path) -> None:
+    before = rows(store)
+    target = Recorder()
+    report = replay_store(target, store, batch=2)
+    assert ids(target.sent) == list(UNFINISHED)
+    assert (report.source, report.files, report.read) == ("store", (str(store),), len(UNFINISHED))
+    assert (report.accepted, report.sent_skipped, report.corrupt) == (len(UNFINISHED), 2, 0)
+    assert report.complete
+    assert report.summary().splitlines()[:2] == [
+        f"replayed {len(UNFINISHED)} unfinished records from the intake store {store}",
+        "  already replied (marked sent), skipped 2",
+    ]
+    assert rows(store) == before  # read only: every row as it was, none finished
+    # No lock was kept: the store's engine can start on it again.
+    IntakeStore.open(store, durability="fsync", retention_s=3600.0, max_records=100).close()
+
+
+def test_a_store_replayed_into_an_embedded_engine_ends_each_unfinished_message_once(
+    make_engine: EngineFactory, store: Path
+) -> None:
+    engine = make_engine("simpleSystemBase", echo={}, accounts=("acct-1",))
+    report = replay_store(engine, store)
+    assert (report.accepted, report.sent_skipped) == (len(UNFINISHED), 2)
+    outcomes = collect(engine, UNFINISHED, deadline_s=10)
+    assert {o.status for o in outcomes.values()} == {"replied"}
+    assert engine.outcomes(timeout=0.2) == []  # nothing finished or sent was submitted
+    again = replay_store(engine, store)
+    assert (again.accepted, again.duplicate) == (0, len(UNFINISHED))
+
+
+def test_a_store_held_by_a_live_engine_is_refused_before_anything_is_read(
+    cli: ModuleType, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = Recorder()
+    with IntakeStore.open(store, durability="fsync", retention_s=3600.0, max_records=100):
+        with pytest.raises(StoreLockedError, match="held by a live engine") as caught:
+            replay_store(target, store)
+        assert caught.value.pid == os.getpid()
+        with pytest.raises(StoreLockedError):
+            scan_store(store)
+        argv = store_argv(dead_url(), store, "--dry-run")
+        assert cli.run(cli.parse_args(argv), io.StringIO()) == 2
+        refusal = f"replay: the intake store {str(store)!r} is held by a live engine (pid "
+        assert refusal in capsys.readouterr().err
+    assert target.sent == []
+    assert replay_store(target, store).read == len(UNFINISHED)  # released: replayable now
+
+
+def test_corrupt_rows_of_a_store_are_counted_and_the_others_replayed(store: Path) -> None:
+    with contextlib.closing(sqlite3.connect(store)) as conn, conn:
+        conn.execute("UPDATE intake SET message = x'c1c1' WHERE message_id = 'wamid.3'")
+        other = encode(inbound(99))  # a valid frame filed under another id
+        conn.execute("UPDATE intake SET message = ? WHERE message_id = 'wamid.8'", (other,))
+    target = Recorder()
+    report = replay_store(target, store)
+    assert ids(target.sent) == ["wamid.0", "wamid.6", "wamid.9"]
+    assert (report.read, report.corrupt, report.sent_skipped) == (3, 2, 2)
+    assert not report.complete
+    assert "in row 4 ('wamid.3') of the intake store" in report.problems[0]
+    assert "the frame holds message 'wamid.99' in row 9 ('wamid.8')" in report.problems[1]
+
+
+def test_a_path_that_is_no_intake_store_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="there is no intake store at"):
+        replay_store(Recorder(), tmp_path / "missing.db")
+    foreign = tmp_path / "foreign.db"
+    with contextlib.closing(sqlite3.connect(foreign)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="is not an intake store"):
+        scan_store(foreign)
+
+
+def store_argv(url: str, store: Path, *more: str) -> list[str]:
+    argv = gateway_argv(url, store, *more)
+    argv[3] = f"--store={store}"  # instead of --journal
+    return argv
+
+
+def test_consume_is_refused_for_a_store(
+    cli: ModuleType, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(store_argv(dead_url(), store, "--consume"))
+    assert caught.value.code == 2
+    assert "--consume cannot be used with --store: the store belongs to its engine" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.usefixtures("secret_env")
+def test_gateway_mode_posts_a_stores_unfinished_unsent_messages(
+    cli: ModuleType, make_engine: EngineFactory, store: Path
+) -> None:
+    engine = make_engine("simpleSystemBase", echo={}, accounts=("acct-1",))
+    submitted: list[str] = []
+    submit_many = engine.submit_many
+
+    def recording(messages: Iterable[InboundMessage]) -> list[Accepted | Rejected]:
+        batch = list(messages)
+        submitted.extend(ids(batch))
+        return submit_many(batch)
+
+    engine.submit_many = recording  # type: ignore[method-assign]
+    gateway = make_gateway(engine)
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        async with serving(gateway) as url:
+            code, dry = await asyncio.to_thread(run_cli, cli, *store_argv(url, store, "--dry-run"))
+            assert (code, dry["read"], dry["sent_skipped"]) == (0, len(UNFINISHED), 2)
+            result = await asyncio.to_thread(run_cli, cli, *store_argv(url, store))
+            await until(lambda: replied(gateway) == len(UNFINISHED), "the replayed ones replied")
+            return result
+
+    code, report = asyncio.run(scenario())
+    assert (code, report["source"], report["accepted"], report["sent_skipped"]) == (
+        0,
+        "store",
+        len(UNFINISHED),
+        2,
+    )
+    assert submitted == list(UNFINISHED)
+
+
+def test_config_mode_replays_a_store_into_another_engine_and_refuses_its_own(
+    cli: ModuleType, store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "gateway.toml", tmp_path / "dead.bin", "simpleSystemBase")
+    code, report = run_cli(cli, f"--config={config}", f"--store={store}")
+    assert (code, report["accepted"], report["sent_skipped"]) == (0, len(UNFINISHED), 2)
+    assert report["outcomes"] == {"replied": len(UNFINISHED)}
+    own = tmp_path / "intake" / "intake.db"  # the config's intake_path, now created
+    out = io.StringIO()
+    assert cli.run(cli.parse_args([f"--config={config}", f"--store={own}"]), out) == 2
+    assert out.getvalue() == ""
+    assert f"is the intake_path of --config {str(config)!r}" in capsys.readouterr().err
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from actors.engine.intake import IntakeStore
+    from protocols import InboundMessage
+    store = IntakeStore.open(sys.argv[1], durability="os", retention_s=60.0, max_records=10)
+    m = InboundMessage(account_id="acct-1", customer_id="+15550001", message_id="wamid.k",
+                       text="acknowledged before the crash")
+    store.record_accepted([(m, 4_000_000_000.0)])
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_store_is_refused_while_its_engine_lives_and_replayed_whole_after_it_was_killed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crashed" / "intake.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        cwd=SCRIPT.parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "ready\n"
+        with pytest.raises(StoreLockedError, match=rf"held by a live engine \(pid {holder.pid}\)"):
+            scan_store(path)
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+        if holder.stdin is not None:
+            holder.stdin.close()
+    assert Path(f"{path}-wal").stat().st_size > 0  # the commit is in the log, not checkpointed
+    target = Recorder()
+    report = replay_store(target, path)
+    assert ids(target.sent) == ["wamid.k"]
+    assert report.complete

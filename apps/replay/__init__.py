@@ -1,4 +1,6 @@
-"""Dead-letter replay: resubmit the journal of abandoned messages; dedupe absorbs repeats.
+"""Replay: resubmit the dead-letter journal, or an unheld intake store's unfinished rows.
+
+The target's dedupe absorbs repeats.
 
 Reading
     Files are read oldest first: ``<path>.1``, then ``<path>``. A complete record whose
@@ -36,16 +38,28 @@ Consuming (``consume=True``)
     the next consuming replay takes up (at worst resubmitting settled records, which the
     same engine absorbs as duplicates). Run one consuming replay per journal at a time.
 
+The intake store (:func:`replay_store`, :func:`scan_store`)
+    With ``durability`` ``fsync`` or ``os`` nothing is journaled: what an engine leaves
+    unfinished (a crash, a shutdown) stays in its intake store, and that engine resumes
+    it at its next start. When it is not coming back on that store, the store's
+    unfinished rows can go to *another* engine (its gateway, or one embedded): read-only,
+    refused while a live engine holds the store, rows already replied (marked sent)
+    skipped and counted. Nothing is consumed: a store is never written by the replay
+    (see :mod:`apps.replay.store`). Submitting and retrying are the journal's.
+
 Modules
     :mod:`~apps.replay.report` (the report, the target protocol and its error),
-    :mod:`~apps.replay.reader` (reading, claiming, :func:`scan_journal`),
-    :mod:`~apps.replay.run` (:func:`replay_journal`), and
+    :mod:`~apps.replay.reader` (what sources count; the journal: reading, claiming,
+    :func:`scan_journal`), :mod:`~apps.replay.store` (the intake store as a source,
+    :func:`scan_store`), :mod:`~apps.replay.run` (:func:`replay_journal`,
+    :func:`replay_store`), and
     :mod:`~apps.replay.gateway` (a target that posts signed webhooks to a gateway).
 """
 
 from apps.replay.reader import replay_files, scan_journal
 from apps.replay.report import RETRY_REASONS, ReplayReport, ReplayTarget, ReplayTargetError
-from apps.replay.run import replay_journal
+from apps.replay.run import replay_journal, replay_store
+from apps.replay.store import scan_store
 
 __all__ = [
     "RETRY_REASONS",
@@ -54,5 +68,7 @@ __all__ = [
     "ReplayTargetError",
     "replay_files",
     "replay_journal",
+    "replay_store",
     "scan_journal",
+    "scan_store",
 ]

@@ -1,4 +1,9 @@
-"""Reading journal files record by record, claiming them, and scanning them (a dry run)."""
+"""Replay sources: what every source counts, the journal's files (reading, claiming, scanning).
+
+A source yields the messages to replay and counts what it read (:class:`_Tally`); the
+replay (:mod:`apps.replay.run`) and the scans do not care where they come from. The
+journal is read here (:class:`_Reader`); the intake store in :mod:`apps.replay.store`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from actors.cores._args import require_int
 from actors.engine.journal import HEADER_BYTES, JournalCorruptError, journal_files
@@ -20,16 +26,66 @@ from protocols.errors import DecodeError
 __all__ = ["replay_files", "scan_journal"]
 
 
-class _Reader:
+class _Tally:
+    """What a source read: valid messages by account, corrupt records, problems found."""
+
+    source = "journal"
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        self.max_frame = require_int("max_frame_bytes", max_frame_bytes, minimum=1)
+        self.read = self.corrupt = self.torn_bytes = self.sent_skipped = 0
+        self.problems: list[str] = []
+        self.by_account: Counter[str] = Counter()
+
+    def _decode(self, frame: bytes) -> tuple[InboundMessage | None, str, str]:
+        """``(message, "", "$")``, or ``(None, problem, path in the frame)`` for a bad one."""
+        try:
+            msg = decode(frame, max_size=self.max_frame)
+        except DecodeError as exc:
+            return None, exc.problem, exc.path
+        if isinstance(msg, InboundMessage):
+            return msg, "", "$"
+        return None, f"Expected `InboundMessage`, got `{type(msg).__name__}`", "$"
+
+    def _took(self, msg: InboundMessage) -> InboundMessage:
+        self.read += 1
+        self.by_account[msg.account_id] += 1
+        return msg
+
+    def _skipped(self, problem: str) -> None:
+        self.corrupt += 1
+        self.problems.append(f"skipped: {problem}")
+
+    def report(self, files: Iterable[str], **fields: Any) -> ReplayReport:
+        """A report of what was read, with ``fields`` (a run's counts, the duration)."""
+        return ReplayReport(
+            files=tuple(files),
+            source=self.source,
+            read=self.read,
+            corrupt=self.corrupt,
+            torn_bytes=self.torn_bytes,
+            sent_skipped=self.sent_skipped,
+            problems=tuple(self.problems),
+            by_account=dict(self.by_account),
+            **fields,
+        )
+
+
+def _scan(source: _Tally, files: Iterable[str], messages: Iterator[InboundMessage]) -> ReplayReport:
+    """Read every message of ``source`` and submit none (a dry run)."""
+    started = time.monotonic()
+    for _ in messages:
+        pass
+    return source.report(files, seconds=time.monotonic() - started, dry_run=True)
+
+
+class _Reader(_Tally):
     """Reads journal files record by record, skipping corrupt ones and counting the damage."""
 
     def __init__(self, max_frame_bytes: int) -> None:
-        self.max_frame = max_frame_bytes
-        self.read = self.corrupt = self.torn_bytes = 0
-        self.problems: list[str] = []
+        super().__init__(max_frame_bytes)
         self.corrupt_files: set[str] = set()
         self.sizes: dict[str, int] = {}  # each file's size when it was read
-        self.by_account: Counter[str] = Counter()
 
     def messages(self, files: Iterable[str]) -> Iterator[InboundMessage]:
         for name in files:
@@ -64,27 +120,14 @@ class _Reader:
                         size,
                     )
                     return
-                msg = self._decode(frame, name, offset)
-                offset += HEADER_BYTES + length
+                msg, problem, where = self._decode(frame)
                 if msg is not None:
-                    self.read += 1
-                    self.by_account[msg.account_id] += 1
-                    yield msg
-
-    def _decode(self, frame: bytes, name: str, offset: int) -> InboundMessage | None:
-        try:
-            msg = decode(frame, max_size=self.max_frame)
-        except DecodeError as exc:
-            error = JournalCorruptError(exc.problem, file=name, offset=offset, path=exc.path)
-        else:
-            if isinstance(msg, InboundMessage):
-                return msg
-            problem = f"Expected `InboundMessage`, got `{type(msg).__name__}`"
-            error = JournalCorruptError(problem, file=name, offset=offset)
-        self.corrupt += 1
-        self.corrupt_files.add(name)
-        self.problems.append(f"skipped: {error}")
-        return None
+                    yield self._took(msg)
+                else:
+                    self.corrupt_files.add(name)
+                    error = JournalCorruptError(problem, file=name, offset=offset, path=where)
+                    self._skipped(str(error))
+                offset += HEADER_BYTES + length
 
     def _torn(self, what: str, name: str, offset: int, size: int) -> None:
         self.torn_bytes += size - offset
@@ -130,18 +173,6 @@ def scan_journal(
     max_frame_bytes: int = MAX_FRAME_BYTES,
 ) -> ReplayReport:
     """Read and validate the journal without submitting anything (a dry run)."""
-    started = time.monotonic()
+    reader = _Reader(max_frame_bytes)
     files = replay_files(path, include_rotated=include_rotated, claims=claims)
-    reader = _Reader(require_int("max_frame_bytes", max_frame_bytes, minimum=1))
-    for _ in reader.messages(files):
-        pass
-    return ReplayReport(
-        files=tuple(files),
-        read=reader.read,
-        corrupt=reader.corrupt,
-        torn_bytes=reader.torn_bytes,
-        problems=tuple(reader.problems),
-        by_account=dict(reader.by_account),
-        seconds=time.monotonic() - started,
-        dry_run=True,
-    )
+    return _scan(reader, files, reader.messages(files))

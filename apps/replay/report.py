@@ -41,8 +41,9 @@ class ReplayReport:
     """What a replay (or a scan) found and did; ``summary()`` renders it.
 
     Attributes:
-        files: the files read, in order.
-        read: valid records read.
+        files: the files read, in order (a store: its database file).
+        source: ``"journal"`` or ``"store"`` (the intake store's unfinished rows).
+        read: valid records read (a store: its unfinished rows not marked sent).
         accepted, duplicate: records the target took now, or already had (settled).
         refused: reason -> ids still refused for lack of room (``capacity``,
             ``customer_backlog``) or because the target is ``shutting_down``.
@@ -50,6 +51,7 @@ class ReplayReport:
         unsubmitted: ids read after the replay stopped.
         corrupt: complete records skipped because they do not decode.
         torn_bytes: bytes at a file's end that could not be framed.
+        sent_skipped: unfinished store rows whose reply was confirmed sent: not replayed.
         problems: one line per corrupt record or torn tail, naming file and offset.
         by_account: records read per account id.
         retries: resubmissions of refused messages; waited_s: seconds spent waiting.
@@ -60,6 +62,7 @@ class ReplayReport:
     """
 
     files: tuple[str, ...] = ()
+    source: str = "journal"
     read: int = 0
     accepted: int = 0
     duplicate: int = 0
@@ -68,6 +71,7 @@ class ReplayReport:
     unsubmitted: tuple[str, ...] = ()
     corrupt: int = 0
     torn_bytes: int = 0
+    sent_skipped: int = 0
     problems: tuple[str, ...] = ()
     by_account: dict[str, int] = field(default_factory=dict)
     retries: int = 0
@@ -105,9 +109,15 @@ class ReplayReport:
 
     def summary(self) -> str:
         """A few lines for a person: counts, the first ids per reason, what was consumed."""
-        files = ", ".join(self.files) or "no journal files"
         verb = "scanned" if self.dry_run else "replayed"
-        lines = [f"{verb} {self.read} records from {len(self.files)} file(s): {files}"]
+        if self.source == "store":
+            lines = [
+                f"{verb} {self.read} unfinished records from the intake store {self.files[0]}",
+                f"  already replied (marked sent), skipped {self.sent_skipped}",
+            ]
+        else:
+            files = ", ".join(self.files) or "no journal files"
+            lines = [f"{verb} {self.read} records from {len(self.files)} file(s): {files}"]
         if self.dry_run:
             accounts = ", ".join(f"{a} {n}" for a, n in sorted(self.by_account.items()))
             lines.append(f"  by account: {accounts or '-'}")

@@ -1,4 +1,8 @@
-"""The replay itself: submit in batches, retry refusals for lack of room, settle the claims."""
+"""The replay itself: submit in batches, retry refusals for lack of room, settle the claims.
+
+One loop (:class:`_Run`) for every source: :func:`replay_journal` feeds it the journal's
+records, :func:`replay_store` the intake store's unfinished rows.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,36 @@ import contextlib
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from loguru import logger
 
 from actors.cores._args import require_int, require_number
 from actors.engine.journal import DeadLetterJournal
-from apps.replay.reader import _claim, _Reader, replay_files
+from apps.replay.reader import _claim, _Reader, _Tally, replay_files
 from apps.replay.report import RETRY_REASONS, ReplayReport, ReplayTarget, ReplayTargetError
+from apps.replay.store import StoreSource
 from protocols import Accepted, InboundMessage
 from protocols.codec import MAX_FRAME_BYTES
 
-__all__ = ["replay_journal"]
+__all__ = ["replay_journal", "replay_store"]
 
 _DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # EngineConfig.dead_letter_max_bytes
 
 
 class _Run:
-    """Submits batches, retries refusals for lack of room, and sorts every answer."""
+    """Submits batches, retries refusals for lack of room, and sorts every answer.
+
+    Raises:
+        ValueError: an argument breaks its rule (checked before anything is read).
+    """
 
     def __init__(
         self,
         target: ReplayTarget,
         *,
+        batch: int,
         timeout_s: float,
         wait: Callable[[float], None],
         clock: Callable[[], float],
@@ -37,11 +48,17 @@ class _Run:
         keep: bool,
     ) -> None:
         self.target = target
-        self.timeout_s = timeout_s
+        self.batch = require_int("batch", batch, minimum=1)
+        self.timeout_s = require_number("timeout_s", timeout_s, minimum=0)
         self.wait = wait
         self.clock = clock
-        self.backoff_min_s = backoff_min_s
-        self.backoff_max_s = backoff_max_s
+        self.backoff_min_s = require_number(
+            "backoff_min_s", backoff_min_s, minimum=0, min_exclusive=True
+        )
+        self.backoff_max_s = require_number(
+            "backoff_max_s", backoff_max_s, minimum=self.backoff_min_s
+        )
+        self.started = clock()
         self.accepted = self.duplicate = self.retries = 0
         self.waited_s = 0.0
         self.refused: defaultdict[str, list[str]] = defaultdict(list)
@@ -50,6 +67,43 @@ class _Run:
         self.kept: list[InboundMessage] | None = [] if keep else None
         self.stopped = ""
         self.log = logger.bind(actor="replay")
+
+    def drive(self, messages: Iterable[InboundMessage]) -> None:
+        """Submit ``messages`` in batches; once stopped, count the rest unsubmitted."""
+        chunk: list[InboundMessage] = []
+        for msg in messages:
+            chunk.append(msg)
+            if len(chunk) == self.batch:
+                (self.leave if self.stopped else self.submit)(chunk)
+                chunk = []
+        if chunk:
+            (self.leave if self.stopped else self.submit)(chunk)
+
+    def report(self, source: _Tally, files: Iterable[str], **fields: Any) -> ReplayReport:
+        """The report of this run over ``source`` (``fields``: what consuming did); logged."""
+        report = source.report(
+            files,
+            accepted=self.accepted,
+            duplicate=self.duplicate,
+            refused={k: tuple(v) for k, v in self.refused.items()},
+            rejected={k: tuple(v) for k, v in self.rejected.items()},
+            unsubmitted=tuple(self.unsubmitted),
+            retries=self.retries,
+            waited_s=self.waited_s,
+            stopped=self.stopped,
+            seconds=self.clock() - self.started,
+            **fields,
+        )
+        self.log.info(
+            "replayed {} records from the {}: {} accepted, {} duplicate, {} unsettled, {} corrupt",
+            report.read,
+            report.source,
+            report.accepted,
+            report.duplicate,
+            len(report.unsettled_ids),
+            report.corrupt,
+        )
+        return report
 
     def submit(self, batch: list[InboundMessage]) -> None:
         pending, delay = batch, self.backoff_min_s
@@ -158,20 +212,9 @@ def replay_journal(
         OSError: a journal file could not be read, renamed or written; with ``consume``,
             the claimed files are then left in place for the next run.
     """
-    batch = require_int("batch", batch, minimum=1)
-    timeout_s = require_number("timeout_s", timeout_s, minimum=0)
-    backoff_min_s = require_number("backoff_min_s", backoff_min_s, minimum=0, min_exclusive=True)
-    backoff_max_s = require_number("backoff_max_s", backoff_max_s, minimum=backoff_min_s)
-    reader = _Reader(require_int("max_frame_bytes", max_frame_bytes, minimum=1))
-    name = os.fspath(path)
-    started = clock()
-    files = (
-        _claim(name, include_rotated)
-        if consume
-        else replay_files(name, include_rotated=include_rotated)
-    )
     run = _Run(
         target,
+        batch=batch,
         timeout_s=timeout_s,
         wait=wait,
         clock=clock,
@@ -179,47 +222,73 @@ def replay_journal(
         backoff_max_s=backoff_max_s,
         keep=consume,
     )
-    chunk: list[InboundMessage] = []
-    for msg in reader.messages(files):
-        chunk.append(msg)
-        if len(chunk) == batch:
-            (run.leave if run.stopped else run.submit)(chunk)
-            chunk = []
-    if chunk:
-        (run.leave if run.stopped else run.submit)(chunk)
-    kept, removed, quarantined = 0, list[str](), list[str]()
-    if consume:
-        assert run.kept is not None
-        kept, removed, quarantined = _settle(name, files, run.kept, reader, max_bytes=max_bytes)
-    report = ReplayReport(
-        files=tuple(files),
-        read=reader.read,
-        accepted=run.accepted,
-        duplicate=run.duplicate,
-        refused={k: tuple(v) for k, v in run.refused.items()},
-        rejected={k: tuple(v) for k, v in run.rejected.items()},
-        unsubmitted=tuple(run.unsubmitted),
-        corrupt=reader.corrupt,
-        torn_bytes=reader.torn_bytes,
-        problems=tuple(reader.problems),
-        by_account=dict(reader.by_account),
-        retries=run.retries,
-        waited_s=run.waited_s,
-        stopped=run.stopped,
-        kept=kept,
-        removed=tuple(removed),
-        quarantined=tuple(quarantined),
-        seconds=clock() - started,
+    reader = _Reader(max_frame_bytes)
+    max_bytes = require_int("max_bytes", max_bytes, minimum=1)
+    name = os.fspath(path)
+    files = (
+        _claim(name, include_rotated)
+        if consume
+        else replay_files(name, include_rotated=include_rotated)
     )
-    run.log.info(
-        "replayed {} records: {} accepted, {} duplicate, {} unsettled, {} corrupt",
-        report.read,
-        report.accepted,
-        report.duplicate,
-        len(report.unsettled_ids),
-        report.corrupt,
+    run.drive(reader.messages(files))
+    if not consume:
+        return run.report(reader, files)
+    assert run.kept is not None
+    kept, removed, quarantined = _settle(name, files, run.kept, reader, max_bytes=max_bytes)
+    return run.report(
+        reader, files, kept=kept, removed=tuple(removed), quarantined=tuple(quarantined)
     )
-    return report
+
+
+def replay_store(
+    target: ReplayTarget,
+    path: str | os.PathLike[str],
+    *,
+    batch: int = 200,
+    timeout_s: float = 30.0,
+    wait: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    backoff_min_s: float = 0.05,
+    backoff_max_s: float = 2.0,
+    max_frame_bytes: int = MAX_FRAME_BYTES,
+) -> ReplayReport:
+    """Submit the unfinished, unsent messages of the intake store at ``path`` to ``target``.
+
+    The store is only read (see :mod:`apps.replay.store`): a store that a live engine
+    holds is refused, rows marked sent are skipped (``sent_skipped``), corrupt rows are
+    counted, and nothing is consumed: the rows stay unfinished in the store.
+
+    Args:
+        target, batch, timeout_s, wait, clock, backoff_min_s, backoff_max_s: as
+            :func:`replay_journal`.
+        path: the store's database file (``intake_path`` of the engine that wrote it).
+        max_frame_bytes: the codec frame limit the store was written with.
+
+    Returns:
+        A :class:`ReplayReport` (``source == "store"``); every unsettled id is in it.
+
+    Raises:
+        ValueError: an argument breaks its rule.
+        StoreLockedError: a live engine holds the store; nothing was read.
+        StoreError: there is no store at ``path``, or it cannot be read, is not an intake
+            store or is from a newer schema (names the path).
+    """
+    run = _Run(
+        target,
+        batch=batch,
+        timeout_s=timeout_s,
+        wait=wait,
+        clock=clock,
+        backoff_min_s=backoff_min_s,
+        backoff_max_s=backoff_max_s,
+        keep=False,
+    )
+    source = StoreSource(path, max_frame_bytes=max_frame_bytes)
+    try:
+        run.drive(source.messages())
+    finally:
+        source.close()
+    return run.report(source, [source.path])
 
 
 def _settle(
