@@ -69,6 +69,12 @@ def test_every_accepted_message_of_a_small_run_gets_exactly_one_outcome(
     assert written["exactly_once"]["ok"] is True
     if base == "multiprocTCPBase":
         assert written["baseline"]["tell_per_s"] > 0
+        assert written["baseline"]["transport_auth"] == "on"
+        assert written["baseline"]["without_auth"]["tell_per_s"] > 0
+        text = loadrun.render(report)
+        assert "raw Thespian on multiprocTCPBase (same machine, same run) and the engine " in text
+        assert "against it, transport authentication on" in text
+        assert "raw Thespian without transport authentication: " in text
         assert written["ratios"]["completed_vs_raw_tell"] > 0
         assert written["rss_kb"]["router"]["peak"] > 0
 

@@ -272,7 +272,8 @@ def render(r: dict[str, Any]) -> str:
         b, q = r["baseline"], r["ratios"]
         out += [
             "",
-            f"raw Thespian on {b['base']} (same machine, same run) and the engine against it",
+            f"raw Thespian on {b['base']} (same machine, same run) and the engine against it"
+            + _auth_note(b),
         ]
         out += _table(
             ["", "raw Thespian", "engine", "engine / raw"],
@@ -297,6 +298,13 @@ def render(r: dict[str, Any]) -> str:
                 ],
             ],
         )
+        if b.get("auth_cost"):
+            cost, off = b["auth_cost"], b["without_auth"]
+            out.append(
+                f"  raw Thespian without transport authentication: {off['tell_per_s']:,.1f} "
+                f"one-item tells/s; authentication costs {cost['tell']:+.1%} of one-item "
+                f"tells, {cost['batch']:+.1%} of batched tells, {cost['rtt']:+.1%} round trip"
+            )
     out += _log_lines(r.get("log"))
     out += ["", verdict(r)]
     return "\n".join(out)
@@ -329,3 +337,9 @@ def _log_lines(log: dict[str, Any] | None) -> list[str]:
     if log["more_kinds"]:
         lines.append(f"  ... and {log['more_kinds']} more kinds of message")
     return lines
+
+
+def _auth_note(baseline: dict[str, Any]) -> str:
+    # Which transport the raw figures were taken on: the engine's own runs authenticate.
+    notes = {"on": ", transport authentication on", "off": ", transport authentication off"}
+    return notes.get(baseline.get("transport_auth", "n/a"), "")
