@@ -33,6 +33,7 @@ from loguru import logger
 
 from actors.engine import Engine
 from actors.errors import EngineError
+from apps.gateway.coalesce import SubmitCoalescer
 from apps.gateway.config import GatewayConfig, GatewaySecrets
 from apps.gateway.delivery import DeliveryStatus
 from apps.gateway.desk import DeliveryDesk, DeliveryListener, DeliverySubscription
@@ -145,6 +146,10 @@ class Gateway:
         self._shutdown_engine = shutdown_engine
         # No thread exists until the first call: creating the executor here is fork-safe.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wae-engine")
+        # Webhooks that arrive while a submission is in flight share the next one.
+        self.coalescer = SubmitCoalescer(
+            lambda messages: self._call(self.engine.submit_many, messages)
+        )
         self._collector: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._stopping = False
@@ -372,7 +377,7 @@ class Gateway:
                 (m.message_id for m in batch.messages), time.monotonic()
             )
             try:
-                results = await self._call(self.engine.submit_many, batch.messages)
+                results = await self.coalescer.submit(batch.messages)
             except Exception as exc:  # the engine is unavailable: WhatsApp will redeliver
                 self._submitted.cancel(started)
                 self.counters.inc("engine_errors", call="submit_many")
