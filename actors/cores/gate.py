@@ -10,11 +10,21 @@ deadline and :meth:`ConversationGate.expire` removes it.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from collections import OrderedDict
+from typing import Generic
 
 from actors.cores._args import require_int, require_number
+from actors.cores.gate_records import (
+    REJECT_REASONS,
+    Customer,
+    Decision,
+    Item,
+    Offer,
+    PayloadT,
+    RejectReason,
+    Step,
+    remove_queued,
+)
 
 __all__ = [
     "ConversationGate",
@@ -24,83 +34,6 @@ __all__ = [
     "RejectReason",
     "Step",
 ]
-
-PayloadT = TypeVar("PayloadT")
-
-Decision = Literal["admit", "queue", "reject"]
-RejectReason = Literal["capacity", "customer_backlog", "duplicate"]
-
-_REJECT_REASONS: tuple[RejectReason, ...] = ("capacity", "customer_backlog", "duplicate")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Item(Generic[PayloadT]):
-    """One accepted item: who it belongs to, its opaque payload and its deadline."""
-
-    item_id: str
-    key: str
-    payload: PayloadT
-    offered_at: float
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Offer(Generic[PayloadT]):
-    """The gate's answer to :meth:`ConversationGate.offer`.
-
-    ``decision`` is ``"admit"`` (start work on ``item`` now), ``"queue"`` (``item`` waits
-    behind the customer's current item) or ``"reject"`` (``item`` is None and ``reason``
-    says why). ``occupancy_alert`` is True on exactly the offer that brought the number of
-    customers in processing up to the warning level.
-    """
-
-    decision: Decision
-    item: Item[PayloadT] | None = None
-    reason: RejectReason | None = None
-    occupancy_alert: bool = False
-
-    @property
-    def accepted(self) -> bool:
-        """True when the item is now live in the gate (admitted or queued)."""
-        return self.decision != "reject"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Step(Generic[PayloadT]):
-    """What a complete/expire/cancel call changed.
-
-    ``started`` lists the items that entered processing as a consequence: the caller starts
-    work on each. ``late`` is True for a completion of an item that was not in processing.
-    """
-
-    late: bool = False
-    completed: Item[PayloadT] | None = None
-    cancelled: Item[PayloadT] | None = None
-    expired: tuple[Item[PayloadT], ...] = ()
-    started: tuple[Item[PayloadT], ...] = ()
-
-
-class _Customer(Generic[PayloadT]):
-    """A customer's item in processing and the FIFO of items waiting behind it."""
-
-    __slots__ = ("processing", "queue")
-
-    def __init__(self, processing: Item[PayloadT] | None) -> None:
-        self.processing = processing
-        self.queue: deque[Item[PayloadT]] = deque()
-
-
-def _remove_queued(customer: _Customer[PayloadT], item: Item[PayloadT]) -> None:
-    """Remove ``item`` from the queue by identity; O(max_queue_per_customer) at worst."""
-    # By identity: Item equality would compare payloads, which may be costly or ambiguous.
-    queue = customer.queue
-    if queue[0] is item:
-        queue.popleft()
-        return
-    for index, queued in enumerate(queue):
-        if queued is item:
-            del queue[index]
-            return
 
 
 class ConversationGate(Generic[PayloadT]):
@@ -171,7 +104,7 @@ class ConversationGate(Generic[PayloadT]):
         self._deadlines: OrderedDict[str, Item[PayloadT]] = OrderedDict()
         self._unsorted = False
         # Only customers with an item in processing (outside expire()) have an entry.
-        self._customers: dict[str, _Customer[PayloadT]] = {}
+        self._customers: dict[str, Customer[PayloadT]] = {}
         self._processing = 0
         self._now = -math.inf
         self._alert_armed = True
@@ -180,7 +113,7 @@ class ConversationGate(Generic[PayloadT]):
         self._expired_total = 0
         self._completed_total = 0
         self._cancelled_total = 0
-        self._rejected: dict[str, int] = dict.fromkeys(_REJECT_REASONS, 0)
+        self._rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
 
     # -- operations -----------------------------------------------------------------------
 
@@ -213,7 +146,7 @@ class ConversationGate(Generic[PayloadT]):
             if self._processing >= self._max_processing:
                 return self._reject("capacity")
             item = self._new_item(key, item_id, payload, now, deadline)
-            self._customers[key] = _Customer(item)
+            self._customers[key] = Customer(item)
             self._processing += 1
             self._peak_processing = max(self._peak_processing, self._processing)
             alert = self._alert_armed and self._processing >= self._warn_at
@@ -253,7 +186,7 @@ class ConversationGate(Generic[PayloadT]):
         """
         now = self._advance(now)
         expired: list[Item[PayloadT]] = []
-        freed: dict[str, _Customer[PayloadT]] = {}
+        freed: dict[str, Customer[PayloadT]] = {}
         deadlines = self._sorted()
         while deadlines:
             item = next(iter(deadlines.values()))
@@ -269,7 +202,7 @@ class ConversationGate(Generic[PayloadT]):
             else:
                 # Usually its queue's head (a customer's items expire in offer order), but
                 # an explicit deadline can expire an item behind others.
-                _remove_queued(customer, item)
+                remove_queued(customer, item)
         if not expired:
             return Step()
         self._expired_total += len(expired)
@@ -290,7 +223,7 @@ class ConversationGate(Generic[PayloadT]):
         self._cancelled_total += 1
         customer = self._customers[item.key]
         if customer.processing is not item:
-            _remove_queued(customer, item)
+            remove_queued(customer, item)
             return Step(cancelled=item)
         return Step(cancelled=item, started=self._release(item.key, customer))
 
@@ -428,7 +361,7 @@ class ConversationGate(Generic[PayloadT]):
         self._rejected[reason] += 1
         return Offer(decision="reject", reason=reason)
 
-    def _release(self, key: str, customer: _Customer[PayloadT]) -> tuple[Item[PayloadT], ...]:
+    def _release(self, key: str, customer: Customer[PayloadT]) -> tuple[Item[PayloadT], ...]:
         """Free ``customer``'s processing slot and hand it to its queue's head, if any."""
         customer.processing = None
         self._processing -= 1
@@ -436,7 +369,7 @@ class ConversationGate(Generic[PayloadT]):
         self._rearm()
         return started
 
-    def _start_next(self, key: str, customer: _Customer[PayloadT]) -> tuple[Item[PayloadT], ...]:
+    def _start_next(self, key: str, customer: Customer[PayloadT]) -> tuple[Item[PayloadT], ...]:
         """Start the head of a freed customer's queue, or forget the customer if it is empty."""
         if not customer.queue:
             del self._customers[key]

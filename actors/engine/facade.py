@@ -26,13 +26,15 @@ from typing import Any
 from loguru import logger
 
 from actors.config import BASES, EngineConfig
+from actors.engine.collect import collect
+from actors.engine.commands import ask_command, raise_if_refused, readmit
 from actors.engine.intake_book import MessageBook
 from actors.engine.listeners import Listeners, Subscription
 from actors.engine.router_link import RouterLink
 from actors.engine.shutdown import DeadLetters
 from actors.engine.state import ENGINE, EngineState
 from actors.engine.stats import build_stats
-from actors.errors import EngineError, InstanceLimitError
+from actors.errors import EngineError
 from actors.runtime.system import SystemHandle
 from actors.runtime.wiring import AskChild, ShutdownDone, StatsQuery, SupervisorStats
 from protocols import (
@@ -205,18 +207,8 @@ class Engine:
         """
         spec = AccountSpec(account_id=account_id, transport=transport, options=dict(options or {}))
         with self._lock:
-            result = self._command(AddAccount(spec=spec))
-            if not result.ok:
-                if result.error == "instance_limit":
-                    raise InstanceLimitError(result.detail)
-                raise EngineError(result.detail or result.error)
-            batch = self._book.readmission(account_id)
-            if batch is not None:
-                reply = self._ask_router(batch)
-                # No answer: the ledger's deadlines end them, or a new router gets them.
-                if isinstance(reply, SubmitResults):
-                    self._counters["intake.readmitted"] += len(batch.messages)
-                    self._book.readmitted(reply)
+            raise_if_refused(self._command(AddAccount(spec=spec)))
+            readmit(self._book, self._ask_router, self._counters, account_id)
 
     def remove_account(self, account_id: str) -> CommandResult:
         """Stop an account and free its slot; its pending messages end with an outcome."""
@@ -228,15 +220,7 @@ class Engine:
     def _command(self, msg: Any) -> CommandResult:
         with self._lock:
             self._require_running()
-            command = type(msg).__name__
-            reply = self._ask(
-                self._supervisor,
-                msg,
-                accept=lambda r: isinstance(r, CommandResult) and _is_answer(r, command),
-            )
-            if not isinstance(reply, CommandResult):
-                raise EngineError(f"no answer to {type(msg).__name__} (got {reply!r})")
-            return reply
+            return ask_command(self._ask, self._supervisor, msg)
 
     def subscribe(self, account_id: str, callback: Callable[[AccountEvent], None]) -> Subscription:
         """Call ``callback`` with the account's status events (delivered during ``outcomes``).
@@ -294,38 +278,20 @@ class Engine:
             out = self._book.take_ready(max_items)
             if self._state is not EngineState.RUNNING:
                 return out + self._book.ledger.expire(time.time())
-            out = self._collect(out, timeout, max_items)
+            # Then what the router has (waiting up to ``timeout`` if there is none).
+            out = collect(
+                out,
+                timeout,
+                max_items,
+                book=self._book,
+                listeners=self._listeners,
+                ask_router=self._ask_router,
+                generation=lambda: self._link.generation if self._link else 0,
+                ask_timeout_s=self.ask_timeout_s,
+            )
             self._book.record()  # before they are returned
             self._book.upkeep()
             return out
-
-    def _collect(self, out: list[Outcome], timeout: float, max_items: int) -> list[Outcome]:
-        """``out``, plus what the router has (waiting up to ``timeout`` if there is none)."""
-        until = time.time() + max(0.0, timeout)
-        while True:
-            # Hear from the router before timing anything out: an outcome it holds for a
-            # message past its deadline (collected late) is the real one, not a timeout.
-            due = self._book.ledger.next_wakeup()
-            overdue = due is not None and due <= time.time()
-            wait_s = 0.0 if out or overdue else max(0.0, until - time.time())
-            reply = self._ask_router(
-                CollectOutcomes(
-                    max_items=max(1, max_items - len(out)),
-                    wait_s=wait_s,
-                    generation=self._link.generation if self._link else 0,
-                ),
-                timeout=wait_s + self.ask_timeout_s,
-            )
-            if isinstance(reply, OutcomeBatch):
-                out += self._book.resolve(reply.outcomes)
-                for event in reply.events:
-                    self._listeners.dispatch(event)
-            # What is still unresolved past its deadline (+ grace) has no actor answering.
-            out += self._book.expire(time.time())
-            # An answer may carry only events, or only outcomes this ledger had already
-            # settled: keep waiting for a real one until the timeout.
-            if out or wait_s <= 0 or not isinstance(reply, OutcomeBatch):
-                return out
 
     def _ask_router(self, msg: SubmitBatch | CollectOutcomes, timeout: float | None = None) -> Any:
         assert self._link is not None
@@ -426,18 +392,6 @@ class Engine:
     @property
     def shutdown_report(self) -> ShutdownReport | None:
         return self._report
-
-
-_COMMANDS = {
-    "AddAccount": "add_account",
-    "RemoveAccount": "remove_account",
-    "AddProvider": "add_provider",
-    "RemoveProvider": "remove_provider",
-}
-
-
-def _is_answer(reply: CommandResult, command: str) -> bool:
-    return reply.command == _COMMANDS.get(command)
 
 
 def _refusal(msg: InboundMessage, reason: str, detail: str) -> Rejected:

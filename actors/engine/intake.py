@@ -43,13 +43,14 @@ Bounds
     back into the database file: a periodic pause bounded by the WAL size, not the store's.
 
 The connection, the schema and the transactions: :mod:`actors.engine.intake_db`; the
-directory, the file modes and the lock: :mod:`actors.engine.intake_files`.
+directory, the file modes and the lock: :mod:`actors.engine.intake_files`; the bounds (room,
+the refusal when full, :meth:`IntakeStore.prune`, :meth:`IntakeStore.make_room`):
+:mod:`actors.engine.intake_bounds`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +58,7 @@ from typing import Any, NamedTuple
 
 from actors.config.keys import DURABILITIES
 from actors.cores._args import require_int, require_number
+from actors.engine.intake_bounds import PRUNE_SQL, IntakeBounds
 from actors.engine.intake_db import MEMORY, SCHEMA_VERSION, Database, connect
 from actors.engine.intake_files import (
     StoreLock,
@@ -64,7 +66,7 @@ from actors.engine.intake_files import (
     forget_in_children,
     make_private,
 )
-from actors.errors import StoreError, StoreFullError
+from actors.errors import StoreError
 from protocols.chat import InboundMessage, Outcome, Status
 from protocols.codec import MAX_FRAME_BYTES, decode, encode
 from protocols.errors import DecodeError
@@ -79,11 +81,6 @@ __all__ = [
 ]
 
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's bound-parameter limit
-PRUNE_SQL = (
-    "DELETE FROM intake WHERE seq IN (SELECT seq FROM intake WHERE finished_at IS NOT NULL"
-    " AND finished_at < ? ORDER BY finished_at LIMIT ?)"
-)
-"""One pruning step: its subquery walks the partial ``finished_at`` index, oldest first."""
 UNFINISHED_SQL = (
     "SELECT message_id, message, deadline, sent_at, reply, accepted_at FROM intake"
     " WHERE finished_at IS NULL ORDER BY seq"
@@ -105,7 +102,7 @@ class Unfinished(NamedTuple):
     accepted_at: float
 
 
-class IntakeStore:
+class IntakeStore(IntakeBounds):
     """Accepted messages and their outcomes in SQLite; see the module docstring.
 
     Build one with :meth:`open`; :meth:`close` it (or use it as a context manager).
@@ -298,50 +295,6 @@ class IntakeStore:
             self._db.bump(sent=sent)
         return sent
 
-    def prune(self, now: float | None = None, budget: int = 500) -> int:
-        """Delete at most ``budget`` finished records older than ``retention_s``.
-
-        One transaction; the oldest go first, found through the ``finished_at`` index, so
-        a call costs O(budget * log n) whatever the store holds. Call it periodically.
-
-        Returns:
-            How many records were deleted (less than ``budget``: nothing more is due).
-
-        Raises:
-            StoreError: the write or the commit failed.
-        """
-        require_int("budget", budget, minimum=1)
-        cutoff = self._now(now) - self.retention_s
-        with self.batch():
-            gone = self._db.execute(PRUNE_SQL, (cutoff, budget)).rowcount
-            self._db.bump(records=-gone, pruned=gone)
-        return gone
-
-    def make_room(self, needed: int, budget: int = 5_000) -> int:
-        """Delete the oldest finished records, retention or not, until ``needed`` more fit.
-
-        One transaction, at most ``budget`` deletions, oldest outcome first (the same index
-        walk as :meth:`prune`). Unfinished records are never deleted: when they fill the
-        store, :meth:`room` stays short and new messages are refused.
-
-        Returns:
-            How many records were deleted (counted ``evicted``: their dedupe horizon was
-            shorter than ``retention_s``).
-
-        Raises:
-            StoreError: the write or the commit failed.
-        """
-        require_int("budget", budget, minimum=1)
-        require_int("needed", needed, minimum=0)
-        with self._db.mutex:
-            short = min(budget, needed - self.room())
-            if short <= 0:
-                return 0
-            with self.batch():
-                gone = self._db.execute(PRUNE_SQL, (math.inf, short)).rowcount
-                self._db.bump(records=-gone, evicted=gone)
-        return gone
-
     # --- reads --------------------------------------------------------------------------
 
     def seen(self, message_ids: Iterable[str]) -> set[str]:
@@ -371,14 +324,6 @@ class IntakeStore:
             Unfinished(self._decode(mid, blob), deadline, sent_at, reply, accepted_at)
             for mid, blob, deadline, sent_at, reply, accepted_at in rows
         ]
-
-    def room(self) -> int:
-        """How many more records fit under ``max_records`` right now."""
-        return max(0, self.max_records - self._db.counts["records"])
-
-    @property
-    def full(self) -> bool:
-        return self.room() == 0
 
     def stats(self) -> dict[str, int]:
         """Return the store's counters.
@@ -415,22 +360,6 @@ class IntakeStore:
         self._db.forget_in_child()
 
     # --- internals ----------------------------------------------------------------------
-
-    def _check_room(self, ids: list[str]) -> None:
-        room = self.room()
-        if len(ids) <= room:
-            return
-        new = set(ids) - self.seen(ids)
-        if len(new) > room:
-            self._refused_full += len(new)
-            records = self._db.counts["records"]
-            raise StoreFullError(
-                f"the intake store {self.path!r} is full: {records} records, the limit is "
-                f"intake_max_records = {self.max_records}; {len(new)} new messages do not fit",
-                path=self.path,
-                records=records,
-                limit=self.max_records,
-            )
 
     def _now(self, now: float | None) -> float:
         return self._clock() if now is None else require_number("now", now)

@@ -38,22 +38,29 @@ Reading
     been yielded, or ends the iteration quietly with ``strict=False`` (it is the expected
     trace of a crash mid-write, and the writer cuts it anyway). A complete record that
     does not decode always raises, whatever ``strict`` says: its length cannot be
-    trusted, so nothing after it can be read.
+    trusted, so nothing after it can be read. The reader side lives in
+    :mod:`actors.engine.journal_read` (its public names are re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from loguru import logger
 
 from actors.cores._args import require_int
-from actors.errors import EngineError
+from actors.engine.journal_read import (
+    HEADER_BYTES,
+    JournalCorruptError,
+    journal_files,
+    read_journal,
+    walk_records,
+)
 from protocols.chat import InboundMessage
-from protocols.codec import MAX_FRAME_BYTES, decode, encode
-from protocols.errors import DecodeError, EncodeError
+from protocols.codec import MAX_FRAME_BYTES, encode
+from protocols.errors import EncodeError
 
 __all__ = [
     "DIR_MODE",
@@ -65,29 +72,8 @@ __all__ = [
     "read_journal",
 ]
 
-HEADER_BYTES = 4
-"""Size of a record's big-endian length prefix."""
-
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-
-
-class JournalCorruptError(EngineError, DecodeError):
-    """Raised by :func:`read_journal` for a record that is truncated or does not decode.
-
-    Attributes:
-        file: the journal file's path.
-        offset: the byte offset of the bad record's length prefix in that file.
-        path: the path of the bad value inside the frame (``$`` for the record itself).
-        problem: what is wrong, without the location.
-    """
-
-    def __init__(self, problem: str, *, file: str, offset: int, path: str = "$") -> None:
-        super().__init__(problem, path)
-        self.file = file
-        self.offset = offset
-        inside = f" - at `{path}`" if path != "$" else ""
-        self.args = (f"{problem}{inside} in the record at byte {offset} of {file!r}",)
 
 
 class DeadLetterJournal:
@@ -284,7 +270,7 @@ class DeadLetterJournal:
             return 0
         with handle:
             size = os.fstat(handle.fileno()).st_size
-            count, end = _walk(handle, size, self._max_frame)
+            count, end = walk_records(handle, size, self._max_frame)
             if end < size:
                 handle.truncate(end)
                 handle.flush()
@@ -305,7 +291,7 @@ class DeadLetterJournal:
             lost = self._rotated_count
             if lost is None:
                 with open(rotated, "rb") as old:
-                    lost, _ = _walk(old, os.fstat(old.fileno()).st_size, self._max_frame)
+                    lost, _ = walk_records(old, os.fstat(old.fileno()).st_size, self._max_frame)
             if lost:
                 self._overflow_rotated += lost
                 logger.bind(journal=self._path).warning(
@@ -317,88 +303,6 @@ class DeadLetterJournal:
         self._rotated_count = self._count
         self._size, self._count = 0, 0
         self._rotations += 1
-
-
-def read_journal(
-    path: str | os.PathLike[str],
-    *,
-    strict: bool = True,
-    max_frame_bytes: int = MAX_FRAME_BYTES,
-) -> Iterator[InboundMessage]:
-    """Yield the messages of one journal file in the order they were written.
-
-    Args:
-        path: one journal file (``<path>.1`` and ``<path>`` are read separately).
-        strict: raise on a torn final record (True) or end quietly at it (False).
-        max_frame_bytes: the frame limit the journal was written with.
-
-    Raises:
-        JournalCorruptError: a record does not decode, has an impossible length, or
-            (with ``strict``) is cut short; raised after every earlier record was yielded,
-            naming the bad record's byte offset.
-        OSError: the file cannot be opened or read.
-    """
-    name = os.fspath(path)
-    with open(name, "rb") as handle:
-        offset = 0
-        while header := handle.read(HEADER_BYTES):
-            if len(header) < HEADER_BYTES:
-                if strict:
-                    raise JournalCorruptError(
-                        f"truncated record: {len(header)} of {HEADER_BYTES} length bytes",
-                        file=name,
-                        offset=offset,
-                    )
-                return
-            length = int.from_bytes(header, "big")
-            if not 1 <= length <= max_frame_bytes:
-                raise JournalCorruptError(
-                    f"record length {length} is outside 1..{max_frame_bytes}",
-                    file=name,
-                    offset=offset,
-                )
-            frame = handle.read(length)
-            if len(frame) < length:
-                if strict:
-                    raise JournalCorruptError(
-                        f"truncated record: {len(frame)} of {length} frame bytes",
-                        file=name,
-                        offset=offset,
-                    )
-                return
-            try:
-                msg = decode(frame, max_size=max_frame_bytes)
-            except DecodeError as exc:
-                raise JournalCorruptError(
-                    exc.problem, file=name, offset=offset, path=exc.path
-                ) from exc
-            if not isinstance(msg, InboundMessage):
-                raise JournalCorruptError(
-                    f"Expected `InboundMessage`, got `{type(msg).__name__}`",
-                    file=name,
-                    offset=offset,
-                )
-            yield msg
-            offset += HEADER_BYTES + length
-
-
-def journal_files(path: str | os.PathLike[str]) -> list[str]:
-    """The journal files of ``path`` that exist, oldest first: ``<path>.1``, ``<path>``."""
-    name = os.fspath(path)
-    return [p for p in (name + ".1", name) if os.path.exists(p)]
-
-
-def _walk(handle: BinaryIO, size: int, max_frame: int) -> tuple[int, int]:
-    """Count whole records by their length prefixes; return (records, end of the last)."""
-    count = offset = 0
-    while offset + HEADER_BYTES <= size:
-        handle.seek(offset)
-        length = int.from_bytes(handle.read(HEADER_BYTES), "big")
-        if not 1 <= length <= max_frame or offset + HEADER_BYTES + length > size:
-            break
-        offset += HEADER_BYTES + length
-        count += 1
-    return count, offset
 
 
 def _make_private(path: str) -> None:

@@ -15,15 +15,17 @@ window of the whole pipeline, and each downstream actor declares it as its capac
 
 from __future__ import annotations
 
-from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 
 from actors.config import EngineConfig
 from actors.cores.dedupe import DedupeSet
 from actors.cores.gate import ConversationGate, Item
-from actors.router.account_state import ACCOUNT, AccountState
+from actors.router.account_state import AccountState
+from actors.router.accounts import AccountTable
+from actors.router.admission import gate_refusal, refusal
 from actors.router.effects import Outbox
 from actors.router.flight import Flight, Flights, Stage
+from actors.router.outcomes import OutcomeBook
 from protocols import (
     Accepted,
     AIFailure,
@@ -49,14 +51,12 @@ class RouterCore:
 
     __slots__ = (
         "_accounts",
+        "_book",
         "_config",
-        "_counters",
         "_dedupe",
         "_flights",
         "_gate",
-        "_live_by_account",
         "_outbox",
-        "_outcomes",
         "alerts",
         "draining",
         "pool_up",
@@ -71,12 +71,10 @@ class RouterCore:
             timeout_s=config.processing_timeout_s,
             warn_ratio=config.occupancy_warn_ratio,
         )
-        self._accounts: dict[str, AccountState] = {}  # no entry: AccountState.UNKNOWN
-        self._live_by_account: dict[str, set[str]] = {}
+        self._accounts = AccountTable()  # each account's state, moved by the supervisor
         self._flights = Flights()
-        self._outcomes: deque[Outcome] = deque()
+        self._book = OutcomeBook()  # outcomes, counters, live messages by account
         self._outbox = Outbox()
-        self._counters: Counter[str] = Counter()
         self.alerts: list[str] = []
         self.draining = False
         self.pool_up = True
@@ -114,27 +112,22 @@ class RouterCore:
         self, msg: InboundMessage, now: float, readmit: bool, deadline: float | None
     ) -> Accepted | Rejected:
         mid = msg.message_id
-        state = self._accounts.get(msg.account_id, AccountState.UNKNOWN)
-        if self.draining:
-            return self._reject(mid, Reason.SHUTTING_DOWN, "the engine is shutting down")
-        if state is AccountState.UNKNOWN:
-            return self._reject(mid, Reason.UNKNOWN_ACCOUNT, f"no account {msg.account_id!r}")
-        if state is AccountState.FAILED:
-            return self._reject(
-                mid, Reason.ACCOUNT_FAILED, f"account {msg.account_id!r} has failed"
-            )
-        if not readmit and mid in self._dedupe:
-            self._dedupe.seen_before(mid)  # refresh: a redelivery keeps the id remembered
-            return self._reject(mid, Reason.DUPLICATE, "message id seen before")
-        if not readmit and len(self._outcomes) >= self._config.max_uncollected_outcomes:
-            return self._reject(
-                mid,
-                Reason.CAPACITY,
-                f"{len(self._outcomes)} outcomes wait to be collected "
-                f"(max_uncollected_outcomes={self._config.max_uncollected_outcomes})",
-            )
+        refused = refusal(
+            msg,
+            self._accounts.state(msg.account_id),
+            self._config,
+            draining=self.draining,
+            readmit=readmit,
+            seen=mid in self._dedupe,
+            uncollected=len(self._book),
+        )
+        if refused is not None:
+            if refused[0] == Reason.DUPLICATE:
+                self._dedupe.seen_before(mid)  # refresh: a redelivery keeps the id remembered
+            return self._book.reject(mid, *refused)
         if readmit and deadline is not None and deadline <= now:
-            return self._late_readmission(msg, deadline)
+            self._dedupe.seen_before(mid)
+            return self._book.late_readmission(mid, deadline)
         key = f"{msg.account_id}/{msg.customer_id}"
         offer = self._gate.offer(key, mid, msg, now, deadline=deadline)
         if offer.occupancy_alert:
@@ -143,41 +136,15 @@ class RouterCore:
                 "customers in processing (occupancy warning)"
             )
         if offer.item is None:
-            reason = offer.reason or Reason.CAPACITY
-            detail = {
-                "capacity": f"{self._config.max_concurrent_processing} customers already "
-                "in processing (max_concurrent_processing)",
-                "customer_backlog": f"{self._config.max_pending_per_customer} messages "
-                "already wait for this customer (max_pending_per_customer)",
-                "duplicate": "message id already in processing",
-            }.get(reason, "")
-            return self._reject(mid, reason, detail)
+            return self._book.reject(mid, *gate_refusal(offer.reason, self._config))
         self._dedupe.seen_before(mid)
-        self._live_by_account.setdefault(msg.account_id, set()).add(mid)
-        self._counters["accepted"] += 1
+        self._book.hold(msg.account_id, mid)
+        self._book.counters["accepted"] += 1
         if readmit:
-            self._counters["readmitted"] += 1
+            self._book.counters["readmitted"] += 1
         if offer.decision == "admit":
             self._start(offer.item, now)
         return Accepted(message_id=mid, deadline=offer.item.deadline)
-
-    def _late_readmission(self, msg: InboundMessage, deadline: float) -> Accepted:
-        """A re-admitted message whose deadline passed meanwhile: accepted, timed out now."""
-        self._dedupe.seen_before(msg.message_id)
-        self._counters.update(("accepted", "readmitted", "readmitted_late"))
-        self._record(
-            msg.message_id,
-            None,
-            Status.TIMEOUT,
-            Reason.TIMEOUT,
-            None,
-            "its deadline passed before it was re-admitted; nothing was sent",
-        )
-        return Accepted(message_id=msg.message_id, deadline=deadline)
-
-    def _reject(self, message_id: str, reason: str, detail: str) -> Rejected:
-        self._counters[f"reject.{reason}"] += 1
-        return Rejected(message_id=message_id, reason=reason, detail=detail)
 
     def _start(self, item: Item[InboundMessage], now: float) -> None:
         msg = item.payload
@@ -185,7 +152,7 @@ class RouterCore:
         if msg.fixed_reply:  # the gateway's fallback text: sent as it is, no AI asked
             flight.move("ai_reply")
             flight.reply = msg.fixed_reply
-            self._counters["fixed_replies"] += 1
+            self._book.counters["fixed_replies"] += 1
             self._send(flight, now)
             return
         if not self.pool_up:
@@ -203,7 +170,7 @@ class RouterCore:
             flight = self._flights.get(result.message_id)
             event = "ai_failure" if isinstance(result, AIFailure) else "ai_reply"
             if flight is None or not flight.expects(event):
-                self._counters["late_replies"] += 1
+                self._book.counters["late_replies"] += 1
                 continue
             flight.move(event)
             if isinstance(result, AIFailure):
@@ -224,7 +191,7 @@ class RouterCore:
                 detail=f"account crashed {flight.attempts} times while sending this reply",
             )
             return
-        if self._accounts.get(msg.account_id) is not AccountState.UP:
+        if self._accounts.state(msg.account_id) is not AccountState.UP:
             return  # sent when the account is (back) up: see account_up
         flight.attempts += 1
         self._outbox.to_accounts.setdefault(msg.account_id, []).append(flight.outbound_reply())
@@ -234,7 +201,7 @@ class RouterCore:
         for report in reports:
             flight = self._flights.get(report.message_id)
             if flight is None or not flight.expects("delivery"):
-                self._counters["late_deliveries"] += 1
+                self._book.counters["late_deliveries"] += 1
                 continue
             flight.move("delivery")
             if report.ok:
@@ -266,36 +233,9 @@ class RouterCore:
         step = self._gate.complete(message_id, now)
         if step.completed is not None:
             account_id = step.completed.payload.account_id
-        self._record(message_id, account_id, status, reason, reply, detail, wamid=wamid)
+        self._book.record(message_id, account_id, status, reason, reply, detail, wamid=wamid)
         for item in step.started:
             self._start(item, now)
-
-    def _record(
-        self,
-        message_id: str,
-        account_id: str | None,
-        status: str,
-        reason: str,
-        reply: str | None,
-        detail: str,
-        *,
-        wamid: str = "",
-    ) -> None:
-        if account_id is not None:
-            live = self._live_by_account.get(account_id)
-            if live is not None:
-                live.discard(message_id)
-        self._outcomes.append(
-            Outcome(
-                message_id=message_id,
-                status=status,
-                reason=reason,
-                reply=reply,
-                detail=detail,
-                wamid=wamid,
-            )
-        )
-        self._counters[f"outcome.{status}" + (f".{reason}" if reason else "")] += 1
 
     # --- time -------------------------------------------------------------------------------
 
@@ -306,7 +246,7 @@ class RouterCore:
             flight = self._flights.pop(item.item_id, None)
             if flight is not None and flight.stage is Stage.AI:
                 self._outbox.cancel_pool.append(item.item_id)
-            self._record(
+            self._book.record(
                 item.item_id,
                 item.payload.account_id,
                 Status.TIMEOUT,
@@ -324,36 +264,24 @@ class RouterCore:
 
     # --- lifecycle of the other actors -------------------------------------------------------
 
-    def _account_news(self, account_id: str, event: str) -> None:
-        """Move one account through the ``ACCOUNT`` table (LifecycleError if it can't)."""
-        state = ACCOUNT.next(self._accounts.get(account_id, AccountState.UNKNOWN), event)
-        if state is AccountState.UNKNOWN:
-            self._accounts.pop(account_id, None)
-        else:
-            self._accounts[account_id] = state
-
     def account_up(self, account_id: str, *, restarted: bool, now: float) -> int:
         """An account (re)started; re-send the replies its previous generation held."""
-        self._account_news(account_id, "up")
+        self._accounts.news(account_id, "up")
         resent = 0
         for flight in self._flights.at_account(account_id):
             self._send(flight, now)
             resent += 1
         if restarted:
-            self._counters["resent_after_restart"] += resent
+            self._book.counters["resent_after_restart"] += resent
         return resent
 
     def account_down(self, account_id: str) -> None:
         """An account crashed and waits for its restart: hold its replies until then."""
-        if account_id not in self._accounts:
-            # Unknown here (it was starting when this router was configured, and never up
-            # since): nothing of it is held here, so the news is ignored, not an error.
-            return
-        self._account_news(account_id, "down")
+        self._accounts.news(account_id, "down")  # ignored for an account unknown here
 
     def account_gone(self, account_id: str, *, failed: bool, now: float) -> int:
         """An account failed for good or was removed: end all its messages."""
-        self._account_news(account_id, "failed" if failed else "removed")
+        self._accounts.news(account_id, "failed" if failed else "removed")
         if failed:
             status, reason = Status.FAILED, Reason.ACCOUNT_FAILED
             detail = f"account {account_id!r} failed past its restart policy"
@@ -361,7 +289,7 @@ class RouterCore:
             status, reason = Status.REJECTED, Reason.UNKNOWN_ACCOUNT
             detail = f"account {account_id!r} was removed"
         ended = 0
-        live = self._live_by_account.pop(account_id, set())
+        live = self._book.release_account(account_id)
         # Queued messages first: cancelling one in processing starts its customer's next
         # message, which would send the pool a request for a message ending in this call.
         for message_id in sorted(live, key=self._gate.is_processing):
@@ -369,7 +297,7 @@ class RouterCore:
             if flight is not None and flight.stage is Stage.AI:
                 self._outbox.cancel_pool.append(message_id)
             step = self._gate.cancel(message_id)
-            self._record(message_id, None, status, reason, None, detail)
+            self._book.record(message_id, None, status, reason, None, detail)
             ended += 1
             for item in step.started:
                 self._start(item, now)
@@ -382,7 +310,7 @@ class RouterCore:
         for flight in self._flights.at_pool():
             self._outbox.to_pool.append(flight.ai_request())
             resent += 1
-        self._counters["resent_after_restart"] += resent
+        self._book.counters["resent_after_restart"] += resent
         return resent
 
     def pool_failed(self, now: float) -> int:
@@ -410,7 +338,7 @@ class RouterCore:
         items = self._gate.drain()
         for item in items:
             self._flights.pop(item.item_id, None)
-            self._record(
+            self._book.record(
                 item.item_id,
                 item.payload.account_id,
                 Status.ABANDONED,
@@ -429,12 +357,11 @@ class RouterCore:
 
     def collect(self, max_items: int) -> list[Outcome]:
         """Hand over up to ``max_items`` outcomes, oldest first."""
-        n = min(max_items, len(self._outcomes))
-        return [self._outcomes.popleft() for _ in range(n)]
+        return self._book.collect(max_items)
 
     @property
     def outcomes_ready(self) -> int:
-        return len(self._outcomes)
+        return len(self._book)
 
     @property
     def capacity(self) -> int:
@@ -451,11 +378,11 @@ class RouterCore:
         return self._flights.outstanding()
 
     def counters(self) -> dict[str, int]:
-        out = dict(self._counters)
+        out = dict(self._book.counters)
         out["dedupe.evictions"] = self._dedupe.evictions
         out["gate.peak_processing"] = self._gate.peak_processing
         out["gate.late_completions"] = self._gate.late_completions
         out["gate.processing"] = self._gate.processing
         out["gate.queued"] = self._gate.queued
-        out["outcomes_ready"] = len(self._outcomes)
+        out["outcomes_ready"] = len(self._book)
         return out

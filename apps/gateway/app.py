@@ -19,11 +19,9 @@ Build it from a config object (tests do) or a file (``python -m apps.gateway``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -40,7 +38,9 @@ from apps.gateway.desk import DeliveryDesk, DeliveryListener, DeliverySubscripti
 from apps.gateway.guard import ConnectionGuard, GuardedSite
 from apps.gateway.health import health_report
 from apps.gateway.metrics import GatewayMetrics, SubmitTimes
+from apps.gateway.outcomes import OutcomeCollector
 from apps.gateway.receipts import ReadReceipts
+from apps.gateway.sampled import SampledLog
 from apps.gateway.signature import signature_problem
 from apps.gateway.webhook import (
     PayloadError,
@@ -50,7 +50,7 @@ from apps.gateway.webhook import (
     parse_payload,
     summarize,
 )
-from protocols import Accepted, Outcome, Rejected, ShutdownReport, StatsReply
+from protocols import Accepted, Rejected, ShutdownReport, StatsReply
 
 __all__ = ["Gateway", "start_engine"]
 
@@ -58,8 +58,6 @@ T = TypeVar("T")
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _READ_CHUNK = 64 * 1024
-_LOG_FIRST = 10  # failures of one kind logged in full before sampling
-_LOG_EVERY = 1000  # then one line per this many, with the running count
 
 
 def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
@@ -88,19 +86,6 @@ def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
         engine.shutdown()
         raise
     return engine
-
-
-class _SampledLog:
-    """Logs the first few events of each key, then one in ``_LOG_EVERY`` (floods stay small)."""
-
-    def __init__(self) -> None:
-        self._seen: Counter[str] = Counter()
-
-    def should_log(self, key: str) -> int:
-        """The count so far for ``key`` if this one should be logged, else 0."""
-        self._seen[key] += 1
-        n = self._seen[key]
-        return n if n <= _LOG_FIRST or n % _LOG_EVERY == 0 else 0
 
 
 class Gateway:
@@ -153,9 +138,18 @@ class Gateway:
         self._collector: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._stopping = False
-        self._sampled = _SampledLog()
+        self._sampled = SampledLog()
         self.log = logger.bind(actor="gateway")
         self.deliveries = DeliveryDesk(self._accounts, self.counters, self._log_sampled)
+        self._outcomes = OutcomeCollector(
+            lambda wait_s: self._call(self.engine.outcomes, wait_s),
+            wait_s=config.outcome_wait_s,
+            metrics=self.metrics,
+            submitted=self._submitted,
+            deliveries=self.deliveries,
+            sampled=self._sampled,
+            log=self.log,
+        )
         self.receipts = ReadReceipts.for_config(
             config,
             self.counters,
@@ -222,7 +216,9 @@ class Gateway:
     async def _on_startup(self, app: web.Application) -> None:
         self._stop = asyncio.Event()
         await self.receipts.open()
-        self._collector = asyncio.create_task(self._collect(), name="wae-outcomes")
+        self._collector = asyncio.create_task(
+            self._outcomes.run(self._stop, lambda: self._stopping), name="wae-outcomes"
+        )
         self.log.info(
             "gateway up: {} accounts, engine on {}", len(self._accounts), self.engine.base
         )
@@ -237,7 +233,7 @@ class Gateway:
                 await self._collector  # ends after its current call: no outcome is dropped
             if self._shutdown_engine:
                 self.report = await self._call(self.engine.shutdown)
-                self._record_outcomes(await self._call(self.engine.outcomes, 0.0))
+                self._outcomes.record(await self._call(self.engine.outcomes, 0.0))
                 self._log_report(self.report)
         finally:
             self._executor.shutdown(wait=True)
@@ -253,50 +249,6 @@ class Gateway:
             stages,
             len(report.abandoned),
         )
-
-    async def _collect(self) -> None:
-        """Collect outcomes until cleanup; each call waits at most ``outcome_wait_s``."""
-        assert self._stop is not None
-        loop = asyncio.get_running_loop()
-        wait_s = self.config.outcome_wait_s
-        while not self._stopping:
-            started = loop.time()
-            try:
-                outcomes = await self._call(self.engine.outcomes, wait_s)
-            except Exception as exc:  # a broken engine must not end the collector
-                self.counters.inc("engine_errors", call="outcomes")
-                if n := self._sampled.should_log("outcomes failed"):
-                    self.log.error("collecting outcomes failed ({} so far): {}", n, exc)
-                outcomes = []
-            self._record_outcomes(outcomes)
-            if not outcomes and loop.time() - started < wait_s / 2:
-                # The engine answered at once with nothing (it is stopped): do not spin.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), wait_s)
-
-    def _record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
-        now = time.monotonic()
-        outcomes = list(outcomes)
-        self.deliveries.replied(outcomes)
-        for outcome in outcomes:
-            self.counters.inc("outcomes", status=outcome.status, reason=outcome.reason)
-            seconds = self._submitted.finish(outcome.message_id, now)
-            if seconds is not None:
-                self.metrics.observe(outcome.status, seconds)
-            if outcome.status == "replied":
-                continue
-            n = self._sampled.should_log(f"outcome {outcome.status}/{outcome.reason}")
-            if n:
-                self.log.bind(
-                    message_id=outcome.message_id, status=outcome.status, reason=outcome.reason
-                ).warning(
-                    "message {} ended {}/{} ({} so far): {}",
-                    outcome.message_id,
-                    outcome.status,
-                    outcome.reason,
-                    n,
-                    outcome.detail,
-                )
 
     # --- handlers -------------------------------------------------------------------------
 
