@@ -10,9 +10,12 @@ process itself: a connection must never cross a fork (the store's fork hook drop
 inherited one), and an account that never sends never opens the file.
 
 It opens an existing store only (``mode=rw``: no file is created, no schema either) and
-takes no lock: the facade holds the store's lock. Commits follow ``durability``
-(``synchronous`` as the store's); with ``"off"`` the store is in the facade's memory and
-there is nothing to mark.
+takes no lock: the facade holds the store's lock. Marks are committed with
+``synchronous = NORMAL`` whatever the store's ``durability`` (``"off"``: the store is in
+the facade's memory and there is nothing to mark): a mark survives any process crash; only
+a power loss or OS crash can undo the last ones, and what that costs is a reply sent again,
+never a message lost. With ``FULL`` every account process fsynced the shared WAL on each
+turn, which took a fifth of the engine's throughput (``scripts/run --durability-compare``).
 
 The window that remains: between the transport's confirmation (the Graph API's answer)
 and this commit, a crash forgets the send, and recovery sends the reply again. The Cloud
@@ -29,11 +32,14 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 
-from actors.engine.intake_db import SCHEMA_VERSION, SYNCHRONOUS
+from actors.engine.intake_db import SCHEMA_VERSION
 from actors.engine.intake_files import forget_in_children
 from actors.errors import StoreError
 
 __all__ = ["BUSY_TIMEOUT_MS", "MARK_SQL", "SentMarks"]
+
+MARKS_SYNCHRONOUS = "NORMAL"
+"""Sent marks survive a process crash; a power loss may undo the last (a reply sent again)."""
 
 BUSY_TIMEOUT_MS = 10_000
 """How long a mark waits for another process's write transaction (the facade's commits)."""
@@ -119,7 +125,7 @@ class SentMarks:
             ) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[self.durability]}")
+            conn.execute(f"PRAGMA synchronous = {MARKS_SYNCHRONOUS}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise StoreError(
