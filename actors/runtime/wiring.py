@@ -52,13 +52,11 @@ __all__ = [
     "Forward",
     "LocateRouter",
     "PoolUp",
-    "RouterLocation",
     "RouterWhereabouts",
     "ShutdownDone",
     "StartEngine",
     "StatsQuery",
     "SupervisorStats",
-    "WhereIsRouter",
     "WiringAck",
     "crosses_processes",
     "crossing_classes",
@@ -151,20 +149,6 @@ class PoolUp:
 class WiringAck:
     token: int
     ended: int = 0
-
-
-@crosses_processes
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WhereIsRouter:
-    pass
-
-
-@crosses_processes
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RouterLocation:
-    address: Address
-    generation: int
-    up: bool
 
 
 @crosses_processes

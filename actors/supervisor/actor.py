@@ -31,10 +31,8 @@ from actors.runtime.wiring import (
     Forward,
     LocateRouter,
     PoolUp,
-    RouterLocation,
     StartEngine,
     StatsQuery,
-    WhereIsRouter,
     WiringAck,
 )
 from actors.supervisor.core import Child, SupervisorCore
@@ -81,7 +79,6 @@ class SupervisorActor(EngineActor):
             RemoveAccount: self.on_remove_account,
             AddProvider: self.on_provider_command,
             RemoveProvider: self.on_provider_command,
-            WhereIsRouter: self.on_where_is_router,
             AskChild: self.on_ask_child,
         }
         if self.stats is not None and self.teardown is not None and self.watch is not None:
@@ -342,17 +339,6 @@ class SupervisorActor(EngineActor):
             )
             return
         self.send(address, Forward(message=msg.message, reply_to=sender))
-
-    def on_where_is_router(self, msg: WhereIsRouter, sender: Address) -> None:
-        child = self._core.children.get(("router", "router"))
-        self.send(
-            sender,
-            RouterLocation(
-                address=self._router_address(),
-                generation=child.generation if child else 0,
-                up=self._core.is_up("router"),
-            ),
-        )
 
     def on_locate_router(self, msg: LocateRouter, sender: Address) -> None:
         assert self.watch is not None  # the handler is registered with it
