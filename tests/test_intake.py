@@ -23,6 +23,7 @@ from actors.engine.intake_marks import SentMarks
 from actors.errors import ConfigError, StoreError, StoreFullError, StoreLockedError
 from actors.runtime import procs
 from protocols import EncodeError, InboundMessage, Outcome
+from tests.store_helpers import store_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 24 * 3600.0
@@ -462,47 +463,16 @@ def test_a_second_store_on_the_same_path_is_refused_naming_the_path_and_pid(
     open_store(db_path).close()  # closing released it
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys
-    from actors.engine.intake import IntakeStore
-    from protocols import InboundMessage
-    store = IntakeStore.open(sys.argv[1], durability="os", retention_s=60.0, max_records=10)
-    m = InboundMessage(account_id="acct-1", customer_id="+15550001", message_id="wamid.k",
-                       text="acknowledged before the crash")
-    store.record_accepted([(m, 4_000_000_000.0)])
-    print("ready", flush=True)
-    sys.stdin.read()
-    """
-)
-
-
 def test_a_sigkilled_holder_does_not_block_the_next_open_and_loses_nothing(
     db_path: Path,
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db_path)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "ready\n"
+    with store_holder(db_path) as holder:
         with pytest.raises(
             StoreLockedError, match=rf"in use by another engine \(pid {holder.pid}\)"
         ):
             open_store(db_path, durability="os")
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=30)
-        for pipe in (holder.stdin, holder.stdout):
-            if pipe is not None:
-                pipe.close()
     with open_store(db_path, durability="os") as store:
         [back] = store.unfinished()
     assert back.message.text == "acknowledged before the crash"

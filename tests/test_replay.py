@@ -19,9 +19,7 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
-import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -49,6 +47,7 @@ from protocols import Accepted, InboundMessage, Outcome, ProviderSpec, Rejected
 from protocols.codec import encode
 from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound
+from tests.store_helpers import store_holder
 from tests.test_gateway_app import ENV, make_gateway, replied, until
 from tests.test_gateway_webhook import PHONE_ID, SECRET
 
@@ -773,47 +772,15 @@ def test_config_mode_replays_a_store_into_another_engine_and_refuses_its_own(
     assert f"is the intake_path of --config {str(config)!r}" in capsys.readouterr().err
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys
-    from actors.engine.intake import IntakeStore
-    from protocols import InboundMessage
-    store = IntakeStore.open(sys.argv[1], durability="os", retention_s=60.0, max_records=10)
-    m = InboundMessage(account_id="acct-1", customer_id="+15550001", message_id="wamid.k",
-                       text="acknowledged before the crash")
-    store.record_accepted([(m, 4_000_000_000.0)])
-    print("ready", flush=True)
-    sys.stdin.read()
-    """
-)
-
-
 def test_a_store_is_refused_while_its_engine_lives_and_replayed_whole_after_it_was_killed(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "crashed" / "intake.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        cwd=SCRIPT.parents[1],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "ready\n"
+    with store_holder(path) as holder:
         with pytest.raises(StoreLockedError, match=rf"held by a live engine \(pid {holder.pid}\)"):
             scan_store(path)
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=30)
-        if holder.stdout is not None:
-            holder.stdout.close()
-        if holder.stdin is not None:
-            holder.stdin.close()
     assert Path(f"{path}-wal").stat().st_size > 0  # the commit is in the log, not checkpointed
     target = Recorder()
     report = replay_store(target, path)
