@@ -70,22 +70,30 @@ def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
     """
     engine = Engine(config.engine, base=config.base, seed=seed).start()
     try:
-        for spec in config.providers:
-            result = engine.add_provider(spec)
-            if not result.ok:
-                raise EngineError(
-                    f"provider {spec.name!r} refused: {result.detail or result.error}"
-                )
-        for account in config.accounts:
-            engine.add_account(
-                account.account_id,
-                transport=account.transport,
-                options=config.account_options(account),
-            )
+        add_edges(engine, config)
     except BaseException:
         engine.shutdown()
         raise
     return engine
+
+
+def add_edges(engine: Engine, config: GatewayConfig) -> None:
+    """Add the config's providers, then its accounts (each with its share of the number's
+    throughput left after read receipts: :meth:`GatewayConfig.account_options`).
+
+    Raises:
+        EngineError: a provider or an account was refused.
+    """
+    for spec in config.providers:
+        result = engine.add_provider(spec)
+        if not result.ok:
+            raise EngineError(f"provider {spec.name!r} refused: {result.detail or result.error}")
+    for account in config.accounts:
+        engine.add_account(
+            account.account_id,
+            transport=account.transport,
+            options=config.account_options(account),
+        )
 
 
 class Gateway:

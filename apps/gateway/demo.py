@@ -25,8 +25,7 @@ import tempfile
 
 from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.errors import EngineError
-from apps.gateway.app import start_engine
+from apps.gateway.app import add_edges, start_engine
 from apps.gateway.config import AccountEntry, GatewayConfig
 from apps.loadrun.fakes import FakeGraphAPI, FakeOpenAI
 from protocols import ProviderSpec, Scalar
@@ -162,16 +161,7 @@ class Demo:
                 accounts=(self._account(self.graph.base_url),),
                 providers=(self._provider(self.llm.base_url),),
             )
-            for spec in config.providers:
-                result = engine.add_provider(spec)
-                if not result.ok:
-                    raise EngineError(f"provider {spec.name!r}: {result.detail or result.error}")
-            for account in config.accounts:
-                engine.add_account(
-                    account.account_id,
-                    transport=account.transport,
-                    options=account.engine_options,
-                )
+            add_edges(engine, config)
         except BaseException:
             engine.shutdown()
             raise
