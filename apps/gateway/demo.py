@@ -25,6 +25,7 @@ import tempfile
 
 from actors.config import EngineConfig
 from actors.engine import Engine
+from apps.environment import EnvOverlay
 from apps.gateway.app import add_edges, start_engine
 from apps.gateway.config import AccountEntry, GatewayConfig
 from apps.loadrun.fakes import FakeGraphAPI, FakeOpenAI
@@ -133,7 +134,7 @@ class Demo:
         )
         self.graph: FakeGraphAPI | None = None
         self.llm: FakeOpenAI | None = None
-        self._saved: dict[str, str | None] = {}
+        self._env = EnvOverlay()
 
     def start(self) -> tuple[Engine, GatewayConfig]:
         """Put the secrets in the environment, start the engine, the fakes, the edges.
@@ -145,9 +146,7 @@ class Demo:
             EngineError: the engine did not start, or refused the provider or the account
                 (what was started is stopped again; :meth:`close` restores the rest).
         """
-        for name, value in self.secrets.items():
-            self._saved.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+        self._env.set(self.secrets)
         engine = start_engine(self.config)  # forks the actor processes: before any thread
         try:
             self.graph = FakeGraphAPI(
@@ -219,9 +218,4 @@ class Demo:
         finally:
             self.llm = self.graph = None
             shutil.rmtree(self._store_dir, ignore_errors=True)
-            for name, value in self._saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            self._saved.clear()
+            self._env.restore()

@@ -16,10 +16,10 @@ shutdown (calls still in flight finish) and restores the environment.
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from apps.environment import EnvOverlay
 from protocols import ActorStats, ProviderSpec, Scalar, StatsReply
 
 from .options import RunOptions
@@ -104,14 +104,12 @@ class FakeEdges(Edges):
         # Fresh secrets each run: the fakes check them, so a leak between runs shows.
         self._token = secrets.token_urlsafe(24)
         self._key = "sk-loadrun-" + secrets.token_hex(16)
-        self._saved: dict[str, str | None] = {}
+        self._env = EnvOverlay()
         self.graph: FakeGraphAPI | None = None
         self.llm: FakeOpenAI | None = None
 
     def prepare(self) -> None:
-        for name, value in ((GRAPH_TOKEN_ENV, self._token), (OPENAI_KEY_ENV, self._key)):
-            self._saved.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+        self._env.set({GRAPH_TOKEN_ENV: self._token, OPENAI_KEY_ENV: self._key})
 
     def start(self) -> None:
         from .fakes import Behaviour, FakeGraphAPI, FakeOpenAI
@@ -151,12 +149,7 @@ class FakeEdges(Edges):
             if self.graph is not None:
                 self.graph.close()
         finally:
-            for name, value in self._saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            self._saved.clear()
+            self._env.restore()
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
