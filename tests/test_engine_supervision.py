@@ -50,6 +50,9 @@ def test_a_sigkilled_account_process_is_restarted_and_its_messages_still_end_onc
     os.kill(old_pid, signal.SIGKILL)
     outcomes = collect(engine, ids)
     assert {o.status for o in outcomes.values()} == {"replied"}
+    # The outcomes can all be in before the new generation reports up (the old one may have
+    # finished every send before the kill landed): wait for it before asking it anything.
+    wait_for(lambda: actor(engine, "account", "acct-1").state == "up", what="acct-1 up again")
     entry = actor(engine, "account", "acct-1")
     assert entry.pid != old_pid
     assert entry.restarts == 1
