@@ -2,6 +2,10 @@
 
 One Thespian message per chat message per hop caps a TCP pipeline at a few hundred
 messages/s; a batch carries every item one actor has for another at the end of a turn.
+The router numbers its batches to each peer (``seq``) and the peer acknowledges them
+(``ack``, on its results or alone): the router's batch windows
+(``actors.cores.window``) let a batch leave at once while few are unacknowledged, and
+otherwise gather items until an acknowledgement comes.
 Each batch also says which generation of the receiver it was meant for, because a
 restarted actor has a new address and TCP ports get reused.
 """
@@ -128,6 +132,8 @@ class AIBatch(_Batch):
 
     requests: tuple[AIRequest, ...]
     generation: int = 0
+    seq: int = 0
+    """The router's sequence number of this batch to the pool, acknowledged by ``ack``."""
 
 
 @message("cancel_batch")
@@ -149,6 +155,8 @@ class AIResults(_Batch):
 
     results: tuple[AIReply | AIFailure, ...]
     generation: int = 0
+    ack: int = 0
+    """The highest ``AIBatch.seq`` the pool has received (0: none). May carry no results."""
 
 
 @message("send_batch")
@@ -158,6 +166,8 @@ class SendBatch(_Batch):
 
     replies: tuple[OutboundReply, ...]
     generation: int = 0
+    seq: int = 0
+    """The router's sequence number of this batch to this account, acknowledged by ``ack``."""
 
 
 @message("delivery_batch")
@@ -167,3 +177,7 @@ class DeliveryBatch(_Batch):
 
     reports: tuple[DeliveryReport, ...]
     generation: int = 0
+    ack: int = 0
+    """The highest ``SendBatch.seq`` the account has received (0: none). May carry no reports."""
+    account_id: str = ""
+    """The account that sends it (whose batch window ``ack`` frees)."""

@@ -13,19 +13,17 @@ import pytest
 from actors.config import EngineConfig
 from actors.cores.lifecycle import LifecycleError
 from actors.router.core import RouterCore
-from actors.router.effects import Effect, Send, Warn, batches
+from actors.router.effects import Effect, Send, Warn
 from actors.router.flight import Flight, Stage
 from actors.router.requests import MAX_EVENTS, RequestDesk
 from actors.runtime.wiring import DrainDone
 from protocols import (
     Accepted,
     AccountEvent,
-    AIBatch,
     AIFailure,
     AIReply,
     AIRequest,
     AIResults,
-    CancelBatch,
     CollectOutcomes,
     DeliveryBatch,
     DeliveryReport,
@@ -33,7 +31,6 @@ from protocols import (
     OutboundReply,
     OutcomeBatch,
     Rejected,
-    SendBatch,
     SubmitBatch,
     SubmitResults,
 )
@@ -429,41 +426,6 @@ def _reply(mid: str, account: str = ACCT) -> OutboundReply:
     return OutboundReply(
         account_id=account, customer_id="+15550001", message_id=mid, text="re", deadline=T0
     )
-
-
-def test_batches_send_the_pool_first_then_each_account_then_the_cancellations() -> None:
-    out = batches(
-        [_request("m1"), _request("m2")],
-        {ACCT: [_reply("m3")], "acct-2": [_reply("m4", "acct-2")]},
-        ["m5"],
-        pool="pool",
-        accounts={ACCT: "a1", "acct-2": "a2"},
-        generation=GEN,
-    )
-
-    assert out == [
-        Send(
-            to="pool",
-            msg=AIBatch(requests=(_request("m1"), _request("m2")), generation=GEN),
-        ),
-        Send(to="a1", msg=SendBatch(replies=(_reply("m3"),), generation=GEN)),
-        Send(to="a2", msg=SendBatch(replies=(_reply("m4", "acct-2"),), generation=GEN)),
-        Send(to="pool", msg=CancelBatch(message_ids=("m5",), generation=GEN)),
-    ]
-
-
-def test_batches_drop_what_has_no_receiver_and_send_nothing_empty() -> None:
-    out = batches(
-        [_request("m1")],
-        {"gone": [_reply("m2", "gone")]},
-        ["m3"],
-        pool=None,
-        accounts={ACCT: "a1"},
-        generation=GEN,
-    )
-
-    assert out == []
-    assert batches([], {}, [], pool="pool", accounts={}, generation=GEN) == []
 
 
 # -- a flight's stages ------------------------------------------------------------------------

@@ -113,12 +113,16 @@ class AccountActor(RouterServant[DeliveryReport]):
         return self.core
 
     def on_batch(self, msg: SendBatch, sender: Address) -> None:
+        if self.from_old_router(msg.generation):
+            return
         if self.marks is not None:
             for reply in msg.replies:
                 self.texts[reply.message_id] = reply.text
             while len(self.texts) > self.max_texts:  # reports that never came: forget
                 del self.texts[next(iter(self.texts))]
-        self.take_work(sender, msg.generation, self._core_.submit(msg.replies, time.time()))
+        self.take_work(
+            sender, msg.generation, self._core_.submit(msg.replies, time.time()), msg.seq
+        )
 
     def after_turn(self, now: float) -> None:
         if self.marks is not None and self.outbox:
@@ -154,8 +158,10 @@ class AccountActor(RouterServant[DeliveryReport]):
                 LoopbackSentReply(account_id=self.name, records=records, sent_total=total),
             )
 
-    def batch(self, results: tuple[DeliveryReport, ...], generation: int) -> DeliveryBatch:
-        return DeliveryBatch(reports=results, generation=generation)
+    def batch(
+        self, results: tuple[DeliveryReport, ...], generation: int, ack: int
+    ) -> DeliveryBatch:
+        return DeliveryBatch(reports=results, generation=generation, ack=ack, account_id=self.name)
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         counters = {k: int(v) for k, v in self._core_.stats().items()}

@@ -125,6 +125,14 @@ class EngineConfig:
         source=f"{_NEW}: webhooks are delivered at least once",
         doc="Message ids remembered to reject redeliveries as `duplicate` (LRU).",
     )
+    batch_window: int = _key(
+        2,
+        lo=1,
+        hi=64,
+        source=f"{_NEW}: adaptive batching, a window of a few batches per peer",
+        doc="Batches the router sends a peer (the pool, each account) before one is "
+        "acknowledged; past it items wait and leave together at the next acknowledgement.",
+    )
     sweep_tick_s: float = _key(
         1.0,
         above=0,

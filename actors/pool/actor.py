@@ -72,7 +72,11 @@ class PoolActor(RouterServant[AIReply | AIFailure]):
         return self.core
 
     def on_batch(self, msg: AIBatch, sender: Address) -> None:
-        self.take_work(sender, msg.generation, self._core_.submit(msg.requests, time.time()))
+        if self.from_old_router(msg.generation):
+            return
+        self.take_work(
+            sender, msg.generation, self._core_.submit(msg.requests, time.time()), msg.seq
+        )
 
     def on_cancel(self, msg: CancelBatch, sender: Address) -> None:
         self._core_.cancel(msg.message_ids)
@@ -96,8 +100,10 @@ class PoolActor(RouterServant[AIReply | AIFailure]):
             return
         self.send(msg.reply_to, result)
 
-    def batch(self, results: tuple[AIReply | AIFailure, ...], generation: int) -> AIResults:
-        return AIResults(results=results, generation=generation)
+    def batch(
+        self, results: tuple[AIReply | AIFailure, ...], generation: int, ack: int
+    ) -> AIResults:
+        return AIResults(results=results, generation=generation, ack=ack)
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         core = self._core_

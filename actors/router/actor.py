@@ -2,9 +2,11 @@
 
 Each handler calls the core (admission, routing, deadlines) or the desk (the answers to
 the gateway and the supervisor, see ``actors.router.requests``) with the clock, and
-performs the effects they return. At the end of a turn it sends one batch per receiver
-from the core's outbox, then what the desk has to answer by then. It keeps the addresses
-of the pool and the accounts, which the supervisor's news updates.
+performs the effects they return. At the end of a turn it hands the core's outbox to its
+``Links`` (one batch window per peer: what may leave now leaves as one batch per peer, the
+rest waits for the peer's acknowledgement), then sends what the desk has to answer by
+then. It keeps the addresses of the pool and the accounts, which the supervisor's news
+updates.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from actors.router.core import RouterCore
-from actors.router.effects import Effect, Send, batches
+from actors.router.effects import Effect, Send
+from actors.router.links import Links
 from actors.router.requests import RequestDesk
 from actors.runtime.base_actor import EngineActor
 from actors.runtime.wiring import (
@@ -34,6 +37,7 @@ from protocols import (
     AIResults,
     CollectOutcomes,
     DeliveryBatch,
+    OutcomeBatch,
     SubmitBatch,
 )
 
@@ -46,6 +50,7 @@ class RouterActor(EngineActor):
     def __init__(self) -> None:
         super().__init__()
         self.desk: RequestDesk | None = None
+        self.links = Links(1)  # replaced by Configure
         self.pool: Address = None
         self.accounts: dict[str, Address] = {}
 
@@ -66,6 +71,7 @@ class RouterActor(EngineActor):
     def configure(self, msg: Configure, sender: Address) -> None:
         core = RouterCore(msg.config)
         self.desk = RequestDesk(core, self.generation)
+        self.links = Links(msg.config.batch_window)
         self.pool = msg.pool
         for account_id, address, _generation in msg.accounts:
             self.accounts[account_id] = address
@@ -89,6 +95,8 @@ class RouterActor(EngineActor):
     def _perform(self, effects: Iterable[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
+                if isinstance(effect.msg, OutcomeBatch) and effect.msg.outcomes:
+                    self.links.received("outcomes", len(effect.msg.outcomes))
                 self.send(effect.to, effect.msg)
             elif effect.sample:
                 self.warn_sampled(effect.sample, effect.text)
@@ -98,6 +106,7 @@ class RouterActor(EngineActor):
     # --- the gateway ------------------------------------------------------------------------
 
     def on_submit(self, msg: SubmitBatch, sender: Address) -> None:
+        self.links.received("submit", len(msg.messages))
         self._perform(self._desk.submit(msg, sender, time.time()))
 
     def on_collect(self, msg: CollectOutcomes, sender: Address) -> None:
@@ -110,13 +119,24 @@ class RouterActor(EngineActor):
     # --- the pool and the accounts ---------------------------------------------------------
 
     def on_ai_results(self, msg: AIResults, sender: Address) -> None:
+        if msg.generation == self.generation:  # an ack for another router is not ours
+            self.links.pool_acked(msg.ack)
+            if msg.results:
+                self.links.received("from_pool", len(msg.results))
         self._desk.ai_results(msg, time.time())
 
     def on_deliveries(self, msg: DeliveryBatch, sender: Address) -> None:
+        if msg.generation == self.generation:
+            self.links.account_acked(msg.account_id, msg.ack)
+            if msg.reports:
+                self.links.received("from_accounts", len(msg.reports))
         self._desk.deliveries(msg, time.time())
 
     def on_account_up(self, msg: AccountUp, sender: Address) -> None:
         self.accounts[msg.account_id] = msg.address
+        # What waited for the old generation is dropped: the core sends again every reply
+        # the account holds, in the next batch, to the new one.
+        self.links.account_replaced(msg.account_id)
         resent = self._core.account_up(msg.account_id, restarted=msg.restarted, now=time.time())
         if resent:
             self.log.info("account {} restarted: re-sent {} replies", msg.account_id, resent)
@@ -124,6 +144,7 @@ class RouterActor(EngineActor):
 
     def on_account_gone(self, msg: AccountGone, sender: Address) -> None:
         ended = 0
+        self.links.account_replaced(msg.account_id, gone=msg.state != "down")
         if msg.state == "down":
             self._core.account_down(msg.account_id)
         else:
@@ -141,6 +162,7 @@ class RouterActor(EngineActor):
         else:
             self.pool = msg.address
             if msg.restarted:
+                self.links.pool_replaced()
                 self._core.pool_restarted()
         self.send(sender, WiringAck(token=msg.token))
 
@@ -162,9 +184,16 @@ class RouterActor(EngineActor):
     def after_turn(self, now: float) -> None:
         if self.desk is None:
             return
-        outbox = self._core.take_outbox()
+        core = self._core
         self._perform(
-            batches(*outbox, pool=self.pool, accounts=self.accounts, generation=self.generation)
+            self.links.sends(
+                *core.take_outbox(),
+                pool=self.pool,
+                accounts=self.accounts,
+                generation=self.generation,
+                waits_for_ai=core.waits_for_ai,
+                waits_for_send=core.waits_for_send,
+            )
         )
         self._perform(self.desk.settle(now))
 
@@ -187,6 +216,7 @@ class RouterActor(EngineActor):
                 counters={
                     **core.counters(),
                     "events_dropped": self._desk.events_dropped,
+                    **self.links.counters(),
                     **self.process_counters(),
                 },
                 extra={"pool_depth": pool_depth, "account_depth": account_depth},

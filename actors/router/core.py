@@ -355,6 +355,16 @@ class RouterCore:
         box, self._outbox = self._outbox, Outbox()
         return box.to_pool, box.to_accounts, box.cancel_pool
 
+    def waits_for_ai(self, message_id: str) -> bool:
+        """Whether the message is live and waits for its AI reply (its request may leave)."""
+        flight = self._flights.get(message_id)
+        return flight is not None and flight.stage is Stage.AI
+
+    def waits_for_send(self, message_id: str) -> bool:
+        """Whether the message is live and waits for its send (its reply may leave)."""
+        flight = self._flights.get(message_id)
+        return flight is not None and flight.stage is Stage.SEND
+
     def collect(self, max_items: int) -> list[Outcome]:
         """Hand over up to ``max_items`` outcomes, oldest first."""
         return self._book.collect(max_items)
