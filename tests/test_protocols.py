@@ -373,3 +373,50 @@ def test_a_tag_cannot_be_registered_twice() -> None:
         message("inbound")(Other)
     with pytest.raises(ValueError, match="must be a frozen, slotted dataclass"):
         message("plain")(type("Plain", (p.Message,), {}))
+
+
+# -- trusted construction: the engine's own messages, built from checked parts -------------
+
+
+def test_trusted_builds_the_same_message_as_the_checked_constructor() -> None:
+    from protocols import AccountSpec, OutboundReply, SendBatch
+
+    fields = {
+        "account_id": "acct-1",
+        "customer_id": "+15550001",
+        "message_id": "m1",
+        "text": "hi",
+        "deadline": 1.0,
+    }
+    reply = OutboundReply.trusted(**fields)
+    assert reply == OutboundReply(**fields)
+    assert SendBatch.trusted(replies=(reply,), generation=2) == SendBatch(
+        replies=(reply,), generation=2
+    )
+    # A default factory gives each message its own value, as the constructor does.
+    a, b = AccountSpec.trusted(account_id="a"), AccountSpec.trusted(account_id="a")
+    assert a == AccountSpec(account_id="a")
+    assert a.options is not b.options
+
+
+def test_trusted_refuses_missing_and_unknown_fields_like_the_constructor() -> None:
+    from protocols import OutboundReply
+
+    with pytest.raises(TypeError, match="missing"):
+        OutboundReply.trusted(account_id="acct-1")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        OutboundReply.trusted(
+            account_id="a", customer_id="c", message_id="m", text="t", deadline=1.0, bogus=1
+        )
+
+
+def test_the_routers_outcomes_carry_plain_strings_not_enum_members() -> None:
+    from actors.router.outcomes import OutcomeBook
+    from protocols import Reason, Status
+
+    book = OutcomeBook()
+    book.record("m1", "acct-1", Status.FAILED, Reason.TIMEOUT, None, "late")
+    (outcome,) = book.collect(1)
+    assert type(outcome.status) is str
+    assert type(outcome.reason) is str
+    assert (outcome.status, outcome.reason) == ("failed", "timeout")

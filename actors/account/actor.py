@@ -161,7 +161,9 @@ class AccountActor(RouterServant[DeliveryReport]):
     def batch(
         self, results: tuple[DeliveryReport, ...], generation: int, ack: int
     ) -> DeliveryBatch:
-        return DeliveryBatch(reports=results, generation=generation, ack=ack, account_id=self.name)
+        return DeliveryBatch.trusted(
+            reports=results, generation=generation, ack=ack, account_id=self.name
+        )
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         counters = {k: int(v) for k, v in self._core_.stats().items()}

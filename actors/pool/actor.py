@@ -103,7 +103,7 @@ class PoolActor(RouterServant[AIReply | AIFailure]):
     def batch(
         self, results: tuple[AIReply | AIFailure, ...], generation: int, ack: int
     ) -> AIResults:
-        return AIResults(results=results, generation=generation, ack=ack)
+        return AIResults.trusted(results=results, generation=generation, ack=ack)
 
     def on_stats(self, msg: StatsQuery, sender: Address) -> None:
         core = self._core_

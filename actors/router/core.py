@@ -144,7 +144,7 @@ class RouterCore:
             self._book.counters["readmitted"] += 1
         if offer.decision == "admit":
             self._start(offer.item, now)
-        return Accepted(message_id=mid, deadline=offer.item.deadline)
+        return Accepted.trusted(message_id=mid, deadline=offer.item.deadline)
 
     def _start(self, item: Item[InboundMessage], now: float) -> None:
         msg = item.payload

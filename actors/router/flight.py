@@ -69,7 +69,7 @@ class Flight:
     def ai_request(self) -> AIRequest:
         """The request that asks the pool for this message's reply."""
         msg = self.msg
-        return AIRequest(
+        return AIRequest.trusted(
             message_id=msg.message_id,
             account_id=msg.account_id,
             customer_id=msg.customer_id,
@@ -82,7 +82,7 @@ class Flight:
         """The reply that asks the account to send this message's answer."""
         msg = self.msg
         assert self.reply is not None, "a flight is sent only after its AI reply"
-        return OutboundReply(
+        return OutboundReply.trusted(
             account_id=msg.account_id,
             customer_id=msg.customer_id,
             message_id=msg.message_id,

@@ -88,7 +88,7 @@ class Links:
                 out.append(
                     Send(
                         to=pool,
-                        msg=AIBatch(requests=requests, generation=generation, seq=taken[0]),
+                        msg=AIBatch.trusted(requests=requests, generation=generation, seq=taken[0]),
                     )
                 )
                 self._count("to_pool", len(requests))
@@ -109,7 +109,10 @@ class Links:
             del self._due[account_id]
             sent = tuple(r for r in batch[1] if waits_for_send(r.message_id))
             out.append(
-                Send(to=address, msg=SendBatch(replies=sent, generation=generation, seq=batch[0]))
+                Send(
+                    to=address,
+                    msg=SendBatch.trusted(replies=sent, generation=generation, seq=batch[0]),
+                )
             )
             self._count("to_accounts", len(sent))
         if cancel_pool and pool is not None:

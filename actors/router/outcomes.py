@@ -49,7 +49,7 @@ class OutcomeBook:
             None,
             "its deadline passed before it was re-admitted; nothing was sent",
         )
-        return Accepted(message_id=message_id, deadline=deadline)
+        return Accepted.trusted(message_id=message_id, deadline=deadline)
 
     def record(
         self,
@@ -68,10 +68,10 @@ class OutcomeBook:
             if live is not None:
                 live.discard(message_id)
         self._outcomes.append(
-            Outcome(
+            Outcome.trusted(  # built from checked values; enums become plain str here
                 message_id=message_id,
-                status=status,
-                reason=reason,
+                status=str.__str__(status),
+                reason=str.__str__(reason),
                 reply=reply,
                 detail=detail,
                 wamid=wamid,

@@ -104,7 +104,7 @@ class RequestDesk:
         if msg.request_id and last is not None and last.request_id == msg.request_id:
             return [Send(to=sender, msg=last)]
         results = self.core.submit(msg.messages, now, readmit=msg.readmit, deadlines=msg.deadlines)
-        reply = SubmitResults(
+        reply = SubmitResults.trusted(
             results=tuple(results), generation=self.generation, request_id=msg.request_id
         )
         self._last_submit = reply
@@ -153,7 +153,7 @@ class RequestDesk:
         collector, self._collector = self._collector, None
         events = tuple(self._events)
         self._events.clear()
-        batch = OutcomeBatch(
+        batch = OutcomeBatch.trusted(
             outcomes=tuple(self.core.collect(collector.max_items)),
             events=events,
             generation=self.generation,
