@@ -5,8 +5,10 @@ Private to the scripts: ``traffic`` (who writes), ``driver`` (the submit/collect
 and ``render`` (the dict and its table), ``plot``, ``baseline`` (raw Thespian), ``edges``
 (loopback + echo, or ``--edges fake``: the HTTP edges against ``fakes``, a fake Graph API
 and a fake OpenAI server that the tests use too; importing ``fakes`` needs aiohttp).
-``single`` runs one load, ``compare`` the three of ``--durability-compare``; ``store`` is
-the run's intake store. ``--crash-every``: ``engine_host`` (and its program ``host_main``)
+``single`` runs one load, ``compare`` the three of ``--durability-compare``, ``sweep`` one
+per account count of ``--accounts-sweep``; ``store`` is the run's intake store; ``tail``
+explains the slowest outcomes; ``argtypes`` and ``checks`` are the options' value rules
+and the combinations refused. ``--crash-every``: ``engine_host`` (and its program ``host_main``)
 runs the engine in a child process, ``hosted`` is the driver's proxy to it, ``hostwire``
 their frames, ``crashes`` the killing thread and the books of each crash.
 """

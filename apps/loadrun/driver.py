@@ -106,6 +106,7 @@ class Driver:
         A ``crasher`` kills the engine on its clock while the traffic is offered only.
         """
         self._t0 = time.monotonic()
+        self.tracker.origin = self._t0
         self._next_sample = self._t0
         if self.crasher is not None:
             self.crasher.start(self._t0)

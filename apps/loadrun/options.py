@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors import BASES, EngineConfig
 from actors.config import loading, settings
 from actors.errors import ConfigError
-from apps.deps import HTTP_INSTALL
 
-from .traffic import MAX_CUSTOMERS
+from .argtypes import count, count_list, fraction, non_negative, positive, setting
+from .checks import check
 
 __all__ = [
     "COMPARE_DURATION_S",
     "DURABILITY_ORDER",
     "EDGES",
     "SOAK",
+    "SWEEP_DURATION_S",
     "RunOptions",
     "build_parser",
     "engine_config",
@@ -56,6 +55,9 @@ COMPARE_DURATION_S = 20.0
 ``--duration`` or ``--messages`` says otherwise."""
 DURABILITY_ORDER = ("fsync", "os", "off")
 """The measurements of ``--durability-compare``, in the order they run."""
+SWEEP_DURATION_S = 20.0
+"""``--accounts-sweep``: each step runs this long unless ``--duration`` or ``--messages``
+says otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +88,7 @@ class RunOptions:
     kill_router: bool = False
     crash_every: float | None = None
     durability_compare: bool = False
+    accounts_sweep: tuple[int, ...] = ()  # one run per account count (see sweep.py)
     baseline: bool = False
     baseline_messages: int | None = None
     soak: bool = False
@@ -101,46 +104,6 @@ class RunOptions:
     argv: tuple[str, ...] = ()
 
 
-def _number(text: str, rule: str, ok: Callable[[float], bool]) -> float:
-    # argparse would report a ValueError as "invalid _number value"; say the rule instead.
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    return _number(text, "a number between 0 and 1", lambda v: 0.0 <= v <= 1.0)
-
-
-def _non_negative(text: str) -> float:
-    return _number(text, "a number >= 0", lambda v: v >= 0.0)
-
-
-def _positive(text: str) -> float:
-    return _number(text, "a number > 0", lambda v: v > 0.0)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def _setting(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``scripts/loadrun.py`` (and ``scripts/run``)."""
     p = argparse.ArgumentParser(
@@ -153,18 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     traffic = p.add_argument_group("traffic")
     traffic.add_argument("--base", choices=BASES, default="multiprocTCPBase")
-    traffic.add_argument("--accounts", type=_count, help="simulated WhatsApp numbers (20)")
-    traffic.add_argument("--customers", type=_count, help="distinct customers (200,000)")
+    traffic.add_argument("--accounts", type=count, help="simulated WhatsApp numbers (20)")
+    traffic.add_argument("--customers", type=count, help="distinct customers (200,000)")
     amount = traffic.add_mutually_exclusive_group()
-    amount.add_argument("--messages", type=_count, help="messages to offer, then stop")
-    amount.add_argument("--duration", type=_positive, help="seconds to offer messages (60)")
-    traffic.add_argument("--rate", type=_non_negative, help="messages/s offered; 0 = unlimited (0)")
+    amount.add_argument("--messages", type=count, help="messages to offer, then stop")
+    amount.add_argument("--duration", type=positive, help="seconds to offer messages (60)")
+    traffic.add_argument("--rate", type=non_negative, help="messages/s offered; 0 = unlimited (0)")
     traffic.add_argument(
         "--popularity", choices=("uniform", "zipf"), help="who writes how often (uniform)"
     )
-    traffic.add_argument("--zipf-s", type=_positive, default=1.1, help="Zipf exponent (1.1)")
+    traffic.add_argument("--zipf-s", type=positive, default=1.1, help="Zipf exponent (1.1)")
     traffic.add_argument("--seed", type=int, default=1, help="seed of traffic and simulation (1)")
-    traffic.add_argument("--batch", type=_count, default=200, help="messages per submit (200)")
+    traffic.add_argument("--batch", type=count, default=200, help="messages per submit (200)")
     world = p.add_argument_group("simulated world")
     world.add_argument(
         "--edges",
@@ -176,42 +139,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     world.add_argument(
         "--graph-throughput",
-        type=_positive,
+        type=positive,
         default=1000.0,
         metavar="N",
         help="--edges fake: cloud_api throughput_per_s of each number (1000)",
     )
-    world.add_argument("--providers", type=_count, default=1, help="AI providers (1)")
+    world.add_argument("--providers", type=count, default=1, help="AI providers (1)")
     world.add_argument(
         "--provider-latency",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         metavar="S",
         help="AI call time; --edges fake: the fake OpenAI server's answer delay (0)",
     )
     world.add_argument(
         "--provider-jitter",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         metavar="S",
         help="extra random AI call time, up to S (needs echo option jitter_s)",
     )
     world.add_argument(
-        "--provider-failure-rate", type=_fraction, default=0.0, metavar="F", help="AI errors (0)"
+        "--provider-failure-rate", type=fraction, default=0.0, metavar="F", help="AI errors (0)"
     )
     world.add_argument(
         "--transport-latency",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         metavar="S",
         help="send time; --edges fake: the fake Graph API's answer delay (0)",
     )
     world.add_argument(
-        "--transport-failure-rate", type=_fraction, default=0.0, metavar="F", help="send errors"
+        "--transport-failure-rate", type=fraction, default=0.0, metavar="F", help="send errors"
     )
     world.add_argument(
         "--duplicates",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="F",
         help="fraction of submissions that redeliver an accepted message (same id)",
@@ -220,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument(
         "--set",
         dest="overrides",
-        type=_setting,
+        type=setting,
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -230,12 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--admin-port", type=int, help="Thespian admin port (default: free port)")
     faults = p.add_argument_group("faults")
     faults.add_argument(
-        "--kill-every", type=_positive, metavar="S", help="SIGKILL a random account process"
+        "--kill-every", type=positive, metavar="S", help="SIGKILL a random account process"
     )
     faults.add_argument("--kill-router", action="store_true", help="at each kill, the router too")
     faults.add_argument(
         "--crash-every",
-        type=_positive,
+        type=positive,
         metavar="S",
         help="SIGKILL the whole engine (the process embedding it and every actor process; "
         "the engine runs in a child process for this) every S seconds and start it again "
@@ -243,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes = p.add_argument_group("modes and output")
     modes.add_argument("--baseline", action="store_true", help="measure raw Thespian first")
-    modes.add_argument("--baseline-messages", type=_count, help="tells in the raw measurement")
+    modes.add_argument("--baseline-messages", type=count, help="tells in the raw measurement")
     modes.add_argument(
         "--soak",
         action="store_true",
@@ -257,14 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
         f"and off (each --duration, default {COMPARE_DURATION_S:g} s, or --messages), "
         "reported side by side",
     )
+    modes.add_argument(
+        "--accounts-sweep",
+        type=count_list,
+        metavar="N,N,...",
+        help="one run per account count (e.g. 4,20,100), each on a fresh engine for --duration "
+        f"(default {SWEEP_DURATION_S:g} s) or --messages, after one raw Thespian measurement; "
+        "prints one table: throughput, latency, batch sizes per hop, RSS per role",
+    )
     modes.add_argument("--json", dest="json_path", metavar="PATH", help="write the report")
     modes.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG (matplotlib)")
     modes.add_argument(
-        "--sample-every", type=_positive, default=0.5, metavar="S", help="stats/RSS period (0.5)"
+        "--sample-every", type=positive, default=0.5, metavar="S", help="stats/RSS period (0.5)"
     )
     modes.add_argument(
         "--collect-timeout",
-        type=_positive,
+        type=positive,
         metavar="S",
         help="after the last submission, wait this long for outcomes "
         "(default processing_timeout_s + 15)",
@@ -290,6 +261,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
         defaults.pop("duration", None)
     if ns.durability_compare:
         defaults["duration"] = COMPARE_DURATION_S
+    if ns.accounts_sweep:
+        defaults["duration"] = SWEEP_DURATION_S
     if "messages" in values:
         defaults.pop("duration", None)
     if "duration" in values:
@@ -301,79 +274,11 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     merged["argv"] = tuple(argv) if argv is not None else ()
     opts = RunOptions(**merged)
     problems = check(opts)
+    if ns.accounts_sweep and ns.accounts is not None:
+        problems.insert(0, "--accounts-sweep and --accounts: one or the other")
     if problems:
         parser.error("; ".join(problems))
     return opts
-
-
-def check(opts: RunOptions) -> list[str]:
-    """Problems with a combination of options (empty when fine)."""
-    problems = []
-    if opts.customers > MAX_CUSTOMERS:
-        problems.append(f"--customers must be <= {MAX_CUSTOMERS:,}")
-    if opts.kill_every is not None and not opts.base.startswith("multiproc"):
-        problems.append("--kill-every needs a multiproc base (actors are processes)")
-    if opts.kill_router and opts.kill_every is None:
-        problems.append("--kill-router needs --kill-every")
-    problems += _check_durability_modes(opts)
-    if opts.edges == "fake":
-        embedded_only = [
-            flag
-            for flag, value in (
-                ("--provider-jitter", opts.provider_jitter),
-                ("--provider-failure-rate", opts.provider_failure_rate),
-                ("--transport-failure-rate", opts.transport_failure_rate),
-            )
-            if value
-        ]
-        if embedded_only:
-            problems.append(f"{', '.join(embedded_only)}: for --edges embedded only")
-        if importlib.util.find_spec("aiohttp") is None:
-            problems.append(f"--edges fake needs aiohttp: {HTTP_INSTALL}")
-    elif opts.provider_jitter > 0 and "jitter_s" not in _echo_options():
-        problems.append(
-            "--provider-jitter: the echo provider of this engine has no 'jitter_s' option "
-            "(actors/pool/providers.py EchoProvider.OPTIONS)"
-        )
-    return problems
-
-
-def _check_durability_modes(opts: RunOptions) -> list[str]:
-    problems = []
-    if opts.crash_every is not None:
-        if not opts.base.startswith("multiproc"):
-            problems.append(
-                f"--crash-every needs a multiproc base (got {opts.base}): it SIGKILLs the "
-                "engine's processes, and on this base every actor lives in one process"
-            )
-        if opts.overrides.get("durability", "").lower() == "off":
-            problems.append(
-                "--crash-every needs a store that outlives the engine: durability=off keeps "
-                "none (use fsync or os)"
-            )
-        if opts.soak:
-            problems.append("--crash-every and --soak: one or the other")
-    if opts.durability_compare:
-        given = [f"--set {k}" for k in ("durability", "intake_path") if k in opts.overrides]
-        if given:
-            problems.append(
-                f"--durability-compare sets durability and a fresh store per measurement "
-                f"itself: drop {', '.join(given)}"
-            )
-        for flag, on in (
-            ("--crash-every", opts.crash_every is not None),
-            ("--soak", opts.soak),
-            ("--plot", opts.plot_path is not None),
-        ):
-            if on:
-                problems.append(f"--durability-compare and {flag}: one or the other")
-    return problems
-
-
-def _echo_options() -> tuple[str, ...]:
-    from actors.pool.providers import EchoProvider
-
-    return tuple(EchoProvider.OPTIONS)
 
 
 def _parse_setting(key: str, raw: str) -> Any:

@@ -7,7 +7,11 @@ from typing import Any
 from actors.config import settings
 
 from .render_durability import compare_lines, crash_lines, store_lines
+from .sampler import HOPS
+from .sweep import sweep_lines
+from .tables import cell
 from .tables import table as _table
+from .tail import tail_lines
 
 __all__ = ["render", "verdict"]
 
@@ -17,7 +21,7 @@ def verdict(report: dict[str, Any]) -> str:
     e = report["exactly_once"]
     if not e["ok"]:
         return "exactly-once: FAILED (" + "; ".join(e["problems"]) + ")"
-    if "durability_compare" in report:
+    if "runs" in e:  # --durability-compare, --accounts-sweep
         return (
             f"exactly-once: OK ({e['accepted']:,} accepted, {e['outcomes']:,} outcomes "
             f"in {e['runs']} runs)"
@@ -37,12 +41,18 @@ def verdict(report: dict[str, Any]) -> str:
 def _config_lines(r: dict[str, Any]) -> list[str]:
     o = r["options"]
     amount = f"{o['messages']:,} messages" if o["messages"] else f"{o['duration']:g} s"
+    sweep = o.get("accounts_sweep")
+    accounts = (
+        f"{','.join(map(str, sweep))} accounts (one run each)"
+        if sweep
+        else f"{o['accounts']} accounts"
+    )
     rate = f"{o['rate']:,.0f} msgs/s" if o["rate"] else "unlimited"
     pop = o["popularity"] + (f" s={o['zipf_s']:g}" if o["popularity"] == "zipf" else "")
     m = r["machine"]
     lines = [
         f"  base         {o['base']}  ({m['cpus']} CPUs, Python {m['python']})",
-        f"  traffic      {o['accounts']} accounts, {o['customers']:,} customers ({pop}), {amount}, "
+        f"  traffic      {accounts}, {o['customers']:,} customers ({pop}), {amount}, "
         f"rate {rate}, batch {o['batch']}, seed {o['seed']}",
         _world_line(o),
     ]
@@ -78,6 +88,17 @@ def _world_line(o: dict[str, Any]) -> str:
         f"latency {o['transport_latency']:g} s, failure {o['transport_failure_rate']:g}; "
         f"duplicates {o['duplicates']:g}"
     )
+
+
+def _hop_lines(hops: dict[str, Any]) -> list[str]:
+    """Items per batch on each hop the router counts (none: an engine that does not)."""
+    counted = [(h, hops[h]) for h in HOPS if hops.get(h)]
+    if not counted:
+        return []
+    sizes = ", ".join(
+        f"{h} {cell(v['items_per_batch'])} ({v['batches']:,} batches)" for h, v in counted
+    )
+    return ["", f"batches per hop, items per batch (router's counts): {sizes}"]
 
 
 def _edge_lines(e: dict[str, Any]) -> list[str]:
@@ -138,8 +159,8 @@ def _edge_lines(e: dict[str, Any]) -> list[str]:
 def render(r: dict[str, Any]) -> str:
     """The whole human report."""
     out = ["wa-actor-engine load run", "", "configuration", *_config_lines(r)]
-    if "durability_compare" in r:
-        out += compare_lines(r)
+    if "durability_compare" in r or "accounts_sweep" in r:
+        out += compare_lines(r) if "durability_compare" in r else sweep_lines(r)
         out += _log_lines(r.get("log"))
         return "\n".join([*out, "", verdict(r)])
     out.append("")
@@ -185,6 +206,8 @@ def render(r: dict[str, Any]) -> str:
         ["", "p50", "p90", "p99", "max", "outcomes"],
         [["", lat["p50"], lat["p90"], lat["p99"], lat["max"], lat["count"]]],
     )
+    out += _hop_lines(r.get("hops") or {})
+    out += tail_lines(r)
     out += _edge_lines(r.get("edges", {}))
     out += ["", "outcomes by status and reason"]
     out += _table(["", "count"], [[k, v] for k, v in r["outcomes"].items()] or [["(none)", 0]])

@@ -16,7 +16,8 @@ from protocols import ShutdownReport, StatsReply
 from .driver import Phases
 from .edges import account_stats, pool_stats
 from .options import RunOptions
-from .sampler import ROLES, Sampler
+from .sampler import ROLES, Sampler, hop_sizes
+from .tail import analyse
 from .tracker import Tracker
 
 __all__ = ["GROWTH_LIMIT_PCT", "REPORT_VERSION", "build", "write_json"]
@@ -101,6 +102,8 @@ def build(
         "leftover_processes": leftover_pids,
         "dead_letters": dead_letters,
         "engine_counters": dict(sampler.last_stats.counters) if sampler.last_stats else {},
+        "hops": hop_sizes(sampler.last_stats),
+        "tail": analyse(opts=opts, cfg=cfg, tracker=tracker, sampler=sampler, phases=phases),
         "stats_failures": sampler.failures,
         "baseline": baseline,
         "ratios": _ratios(throughput, lat, baseline),

@@ -18,11 +18,15 @@ from . import procs
 if TYPE_CHECKING:
     from .hosted import EngineLike
 
-__all__ = ["ROLES", "Sampler"]
+__all__ = ["HOPS", "ROLES", "Sampler", "hop_sizes"]
 
 ROLES = ("gateway", "admin", "logger", "supervisor", "router", "ai_pool", "accounts", "account_max")
 """RSS columns: the process of the Engine facade (this one, or the engine host with
 ``--crash-every``), Thespian's admin and logger, the actors."""
+
+HOPS = ("submit", "outcomes", "to_pool", "from_pool", "to_accounts", "from_accounts")
+"""The hops the router counts batches and items of (``hop.<hop>.batches``/``.items``):
+facade -> router, router -> facade, router <-> pool, router <-> the accounts."""
 
 _GAUGES = (
     "in_flight",
@@ -174,3 +178,26 @@ class Sampler:
             return
         others = procs.children(admin) - actor_pids
         self._logger_pid = others.pop() if len(others) == 1 else None
+
+
+def hop_sizes(stats: StatsReply | None) -> dict[str, dict[str, float] | None]:
+    """Batches, items and items per batch of each hop, from the router's stats entry.
+
+    Counted by the router since it started (a restarted router starts again); a hop the
+    router does not count (yet) is None, so a report of an older engine still renders.
+    """
+    router = stats.of_role("router") if stats is not None else ()
+    counters: dict[str, int] = dict(router[0].counters) if router else {}
+    out: dict[str, dict[str, float] | None] = {}
+    for hop in HOPS:
+        batches = counters.get(f"hop.{hop}.batches")
+        items = counters.get(f"hop.{hop}.items")
+        if batches is None or items is None:
+            out[hop] = None
+            continue
+        out[hop] = {
+            "batches": batches,
+            "items": items,
+            "items_per_batch": items / batches if batches else 0.0,
+        }
+    return out

@@ -6,14 +6,26 @@ engine promised (``Accepted``) with what it delivered (``Outcome``), message by 
 
 from __future__ import annotations
 
+import heapq
 import math
+from array import array
 from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
 from protocols import Accepted, InboundMessage, Outcome
 
-__all__ = ["LatencyHistogram", "Tracker", "percentiles"]
+__all__ = ["OFFER_LOG_KEEP", "SLOW_KEEP", "SLOW_S", "LatencyHistogram", "Tracker", "percentiles"]
+
+SLOW_S = 1.0
+"""An outcome at least this long after its submission is *slow*: the report's tail section
+says which customers they were and why (``tail.py``)."""
+SLOW_KEEP = 1_000
+"""Slow outcomes kept in detail: the slowest ones (a stall early in a run must not crowd
+out the stragglers at its end); the rest are counted only."""
+OFFER_LOG_KEEP = 250_000
+"""``submit_many`` calls whose time is kept (16 bytes each, 4 MB at most); later ones are
+not logged (the tail's replay then falls back on the sampled offered counts)."""
 
 
 def percentiles(values: Sequence[float], points: Sequence[float]) -> list[float]:
@@ -96,6 +108,16 @@ class Tracker:
         self.unexpected_total = 0
         self.accepted_twice = 0  # an id accepted while still pending
         self.latencies = LatencyHistogram()  # every outcome of an accepted message
+        self.origin = 0.0  # the run's start (monotonic): times in ``slow`` are from it
+        # The SLOW_KEEP slowest outcomes, a min-heap of (latency, n, record): see slowest().
+        self._slowest: list[tuple[float, int, dict[str, Any]]] = []
+        self.slow_total = 0
+        self.slow_by_outcome: Counter[str] = Counter()
+        self._inbound: dict[str, InboundMessage] = {}  # pending id -> its message (who wrote)
+        # When each submit_many began (from origin) and the messages offered after it: when
+        # the n-th message was offered, for the tail's replay (``tail.py``).
+        self.offer_log_s = array("d")
+        self.offer_log_n = array("q")
         self._window: list[float] = []
         # Across restarts only:
         self.across_restarts = across_restarts
@@ -120,6 +142,9 @@ class Tracker:
         """Book one ``submit_many``; returns the newly accepted messages."""
         accepted: list[InboundMessage] = []
         self.offered += len(batch)
+        if len(self.offer_log_n) < OFFER_LOG_KEEP:
+            self.offer_log_s.append(t - self.origin)
+            self.offer_log_n.append(self.offered)
         pending, unknown = self.pending, self.unknown
         for (msg, redelivery), result in zip(batch, results, strict=True):
             mid = msg.message_id
@@ -135,6 +160,7 @@ class Tracker:
                 elif self.across_restarts and mid in self.finished:
                     self.accepted_again += 1
                 pending[mid] = t
+                self._inbound[mid] = msg
                 if redelivery:
                     self.duplicates_accepted += 1
                 else:
@@ -154,12 +180,14 @@ class Tracker:
             self.accepted += 1
             self.unknown_accepted += 1
             self.pending[mid] = self.unknown.pop(mid)
+            self._inbound[mid] = msg
             accepted.append(msg)
             return
         self.rejected[result.reason] += 1
         if result.reason == "duplicate":  # recorded before the engine died: it owes an outcome
             self.unknown_recorded += 1
             self.pending[mid] = self.unknown.pop(mid)
+            self._inbound[mid] = msg
         else:  # refused for now (capacity, say): WhatsApp would retry it later
             self.redeliveries.append(msg)
 
@@ -203,6 +231,36 @@ class Tracker:
             latency = t - submitted
             self.latencies.add(latency)
             self._window.append(latency)
+            inbound = self._inbound.pop(mid, None)
+            if latency >= SLOW_S:
+                self._slow(o, inbound, submitted, latency)
+
+    def _slow(
+        self, o: Outcome, inbound: InboundMessage | None, submitted: float, latency: float
+    ) -> None:
+        outcome = o.status + (f".{o.reason}" if o.reason else "")
+        self.slow_total += 1
+        self.slow_by_outcome[outcome] += 1
+        if len(self._slowest) >= SLOW_KEEP and latency <= self._slowest[0][0]:
+            return
+        record = {
+            "id": o.message_id,
+            "customer": inbound.customer_id if inbound else None,
+            "account": inbound.account_id if inbound else None,
+            "submitted_s": submitted - self.origin,
+            "latency_s": latency,
+            "outcome": outcome,
+        }
+        item = (latency, self.slow_total, record)
+        if len(self._slowest) < SLOW_KEEP:
+            heapq.heappush(self._slowest, item)
+        else:
+            heapq.heapreplace(self._slowest, item)
+
+    def slowest(self) -> list[dict[str, Any]]:
+        """The slow outcomes kept (at most :data:`SLOW_KEEP`), slowest first."""
+        ranked = sorted(self._slowest, key=lambda item: item[:2], reverse=True)
+        return [record for _, _, record in ranked]
 
     def _outcome_not_pending(self, mid: str) -> float | None:
         # self.unknown and self.finished stay empty unless across restarts.
@@ -226,6 +284,7 @@ class Tracker:
         answer reached the runner.
         """
         for mid, status in finished.items():
+            self._inbound.pop(mid, None)
             if self.pending.pop(mid, None) is None:
                 if self.unknown.pop(mid, None) is None:
                     continue

@@ -15,7 +15,7 @@ from collections import deque
 
 from protocols import InboundMessage
 
-__all__ = ["MAX_CUSTOMERS", "Traffic", "account_id"]
+__all__ = ["MAX_CUSTOMERS", "Traffic", "account_id", "customer_id", "customer_index"]
 
 MAX_CUSTOMERS = 10_000_000
 """Customer ids are ``+1555`` and seven digits: the ``cloud_api`` transport sends to them
@@ -25,6 +25,23 @@ without the ``+`` (digits, as the Cloud API's ``to`` field wants)."""
 def account_id(index: int) -> str:
     """The id of the ``index``-th simulated account."""
     return f"acct-{index:03d}"
+
+
+_CUSTOMER_PREFIX = "+1555"
+
+
+def customer_id(index: int) -> str:
+    """The phone number of the ``index``-th simulated customer."""
+    return f"{_CUSTOMER_PREFIX}{index:07d}"
+
+
+def customer_index(customer: str) -> int | None:
+    """The index :func:`customer_id` made ``customer`` from; None for another number."""
+    digits = customer[len(_CUSTOMER_PREFIX) :]
+    if not customer.startswith(_CUSTOMER_PREFIX) or not digits.isdigit():
+        return None
+    index = int(digits)
+    return index if customer_id(index) == customer else None
 
 
 class Traffic:
@@ -69,7 +86,12 @@ class Traffic:
         self._seq = 0
         self.redeliveries = 0
 
-    def _customer(self) -> int:
+    def next_customer(self) -> int:
+        """The index of the next new message's customer (one draw; :meth:`batch` uses it).
+
+        With ``duplicates`` 0 this is the only draw per message, so a new ``Traffic`` with
+        the same arguments replays which customer wrote each message (``tail.py`` does).
+        """
         if self._cum is None:
             return self._rng.randrange(self.customers)
         total = self._cum[-1]
@@ -84,13 +106,13 @@ class Traffic:
                 out.append((accepted[rng.randrange(len(accepted))], True))
                 self.redeliveries += 1
                 continue
-            c = self._customer()
+            c = self.next_customer()
             self._seq += 1
             out.append(
                 (
                     InboundMessage(
                         account_id=self.accounts[c % len(self.accounts)],
-                        customer_id=f"+1555{c:07d}",
+                        customer_id=customer_id(c),
                         message_id=f"lr.{self._seq}",
                         text=f"hello {self._seq}",
                     ),
