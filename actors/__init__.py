@@ -24,9 +24,11 @@ from actors.errors import (
 
 if TYPE_CHECKING:
     from actors.engine import Engine, Subscription
+    from actors.engine.aio_engine import AsyncEngine
 
 __all__ = [
     "BASES",
+    "AsyncEngine",
     "ConfigError",
     "Engine",
     "EngineConfig",
@@ -40,7 +42,11 @@ __all__ = [
     "load_config",
 ]
 
-_LAZY = {"Engine": "actors.engine.facade", "Subscription": "actors.engine.listeners"}
+_LAZY = {
+    "AsyncEngine": "actors.engine.aio_engine",
+    "Engine": "actors.engine.facade",
+    "Subscription": "actors.engine.listeners",
+}
 
 
 def __getattr__(name: str) -> Any:

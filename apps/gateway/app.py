@@ -1,11 +1,12 @@
 """The gateway's HTTP side: an aiohttp application around an embedded :class:`Engine`.
 
-Engine calls block (they are Thespian asks) and the engine serialises them anyway, so
-every call runs on ONE dedicated worker thread through ``loop.run_in_executor``: the
-event loop never blocks, and webhooks, outcome collection, health and metrics take turns
-on that thread. The engine must be started before that thread exists (and before the
-loop starts its own executor): on ``multiprocTCPBase`` it forks actor processes from
-this process, and forking a process that runs threads is unsafe.
+The gateway reaches the engine through its asyncio face, :class:`AsyncEngine`: every
+engine call runs on ONE dedicated engine thread (the event loop never blocks; webhooks,
+outcome collection, health and metrics take turns on that thread), and webhooks that
+arrive while a submission is in flight share the next ``submit_many`` (one intake commit
+for all of them, no timer). The engine must be started before that thread exists (and
+before the loop starts its own executor): on ``multiprocTCPBase`` it forks actor
+processes from this process, and forking a process that runs threads is unsafe.
 
 Build it from a config object (tests do) or a file (``python -m apps.gateway``)::
 
@@ -19,19 +20,17 @@ Build it from a config object (tests do) or a file (``python -m apps.gateway``):
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from loguru import logger
 
 from actors.engine import Engine
+from actors.engine.aio_engine import AsyncEngine
 from actors.errors import EngineError
-from apps.gateway.coalesce import SubmitCoalescer
 from apps.gateway.config import GatewayConfig, GatewaySecrets
 from apps.gateway.delivery import DeliveryStatus
 from apps.gateway.desk import DeliveryDesk, DeliveryListener, DeliverySubscription
@@ -53,8 +52,6 @@ from apps.gateway.webhook import (
 from protocols import Accepted, Rejected, ShutdownReport, StatsReply
 
 __all__ = ["Gateway", "start_engine"]
-
-T = TypeVar("T")
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _READ_CHUNK = 64 * 1024
@@ -97,7 +94,7 @@ def add_edges(engine: Engine, config: GatewayConfig) -> None:
 
 
 class Gateway:
-    """The webhook gateway: routes, the engine worker thread, the outcome collector.
+    """The webhook gateway: routes, the engine's asyncio face, the outcome collector.
 
     Args:
         config: the gateway config (accounts give the phone_number_id mapping).
@@ -108,6 +105,7 @@ class Gateway:
 
     Attributes:
         app: the aiohttp application.
+        aio: the engine's asyncio face (its thread ends at the app's cleanup).
         metrics: the gateway's Prometheus registry (``/metrics``).
         counters: the gateway's own counters (``metrics.counters``).
         guard: the read deadlines and the connection cap (for sites from :meth:`site`).
@@ -137,12 +135,10 @@ class Gateway:
         self._secrets = secrets
         self._accounts = config.account_map
         self._shutdown_engine = shutdown_engine
-        # No thread exists until the first call: creating the executor here is fork-safe.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wae-engine")
-        # Webhooks that arrive while a submission is in flight share the next one.
-        self.coalescer = SubmitCoalescer(
-            lambda messages: self._call(self.engine.submit_many, messages)
-        )
+        # No thread exists until the first call: creating it here is fork-safe. Webhooks
+        # that arrive while a submission is in flight share the next one; no more than
+        # the engine could hold at once wait for it (past that: 503, Retry-After).
+        self.aio = AsyncEngine(engine=engine, max_waiting_messages=config.engine.capacity)
         self._collector: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._stopping = False
@@ -150,7 +146,7 @@ class Gateway:
         self.log = logger.bind(actor="gateway")
         self.deliveries = DeliveryDesk(self._accounts, self.counters, self._log_sampled)
         self._outcomes = OutcomeCollector(
-            lambda wait_s: self._call(self.engine.outcomes, wait_s),
+            lambda: self.aio.outcome_batches(config.outcome_wait_s),
             wait_s=config.outcome_wait_s,
             metrics=self.metrics,
             submitted=self._submitted,
@@ -215,18 +211,12 @@ class Gateway:
         """A TCP site for ``runner`` (set up) on ``host:port``, through :attr:`guard`."""
         return GuardedSite(runner, host, port, self.guard)
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-
     # --- lifecycle ------------------------------------------------------------------------
 
     async def _on_startup(self, app: web.Application) -> None:
         self._stop = asyncio.Event()
         await self.receipts.open()
-        self._collector = asyncio.create_task(
-            self._outcomes.run(self._stop, lambda: self._stopping), name="wae-outcomes"
-        )
+        self._collector = asyncio.create_task(self._outcomes.run(self._stop), name="wae-outcomes")
         self.log.info(
             "gateway up: {} accounts, engine on {}", len(self._accounts), self.engine.base
         )
@@ -234,17 +224,23 @@ class Gateway:
     async def _on_cleanup(self, app: web.Application) -> None:
         self._stopping = True
         if self._stop is not None:
-            self._stop.set()
+            self._stop.set()  # a failing collector gives up instead of retrying
         try:
             await self.receipts.close()
-            if self._collector is not None:
-                await self._collector  # ends after its current call: no outcome is dropped
             if self._shutdown_engine:
-                self.report = await self._call(self.engine.shutdown)
-                self._outcomes.record(await self._call(self.engine.outcomes, 0.0))
+                self.report = await self.aio.shutdown()
+                # The collector ends by itself after the outcomes the shutdown left.
+                await self._collector_done()
                 self._log_report(self.report)
         finally:
-            self._executor.shutdown(wait=True)
+            # A shared engine runs on: the collector ends after its current poll, whose
+            # outcomes it records (none is dropped); then the engine thread ends.
+            await self.aio.aclose()
+            await self._collector_done()
+
+    async def _collector_done(self) -> None:
+        if self._collector is not None:
+            await self._collector
 
     def _log_report(self, report: ShutdownReport) -> None:
         stages = ", ".join(
@@ -337,7 +333,7 @@ class Gateway:
                 (m.message_id for m in batch.messages), time.monotonic()
             )
             try:
-                results = await self.coalescer.submit(batch.messages)
+                results = await self.aio.submit_many(batch.messages)
             except Exception as exc:  # the engine is unavailable: WhatsApp will redeliver
                 self._submitted.cancel(started)
                 self.counters.inc("engine_errors", call="submit_many")
@@ -388,7 +384,7 @@ class Gateway:
         if self._stopping:
             return None
         try:
-            return await self._call(self.engine.stats)
+            return await self.aio.stats()
         except Exception:  # not running, or not answering: reported as down
             self.counters.inc("engine_errors", call="stats")
             return None

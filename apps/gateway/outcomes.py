@@ -1,8 +1,10 @@
 """The gateway's outcome collector: the loop that takes the engine's outcomes, and what
 each one updates (the delivery desk, the counters, the latency histogram, the log).
 
-The loop runs as one task from the app's startup to its cleanup; every engine call goes
-through the gateway's one engine thread (``fetch``), so the event loop never blocks.
+The loop runs as one task from the app's startup to its cleanup, over the outcome
+iterator of the engine's asyncio face (its polls run on the engine thread, so the event
+loop never blocks). It ends when the iteration does: after the outcomes the engine's
+shutdown left, or when the gateway closes its engine face.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from apps.gateway.desk import DeliveryDesk
@@ -25,11 +27,12 @@ __all__ = ["OutcomeCollector"]
 
 
 class OutcomeCollector:
-    """Collects outcomes until told to stop, and records each.
+    """Collects the engine's outcomes until their iteration ends, and records each.
 
     Args:
-        fetch: ``Engine.outcomes`` on the engine thread: waits up to its argument (seconds).
-        wait_s: how long one collection waits (``outcome_wait_s``).
+        batches: starts an iteration over the engine's outcomes, one list per poll
+            (``AsyncEngine.outcome_batches``).
+        wait_s: the pause after a failed iteration before the next one (``outcome_wait_s``).
         metrics: the gateway's metrics (counters and the latency histogram).
         submitted: the submit times of accepted messages, for the latency histogram.
         deliveries: the delivery desk, told of each reply's outcome.
@@ -39,7 +42,7 @@ class OutcomeCollector:
 
     def __init__(
         self,
-        fetch: Callable[[float], Awaitable[list[Outcome]]],
+        batches: Callable[[], AsyncIterator[list[Outcome]]],
         *,
         wait_s: float,
         metrics: GatewayMetrics,
@@ -48,7 +51,7 @@ class OutcomeCollector:
         sampled: SampledLog,
         log: Logger,
     ) -> None:
-        self._fetch = fetch
+        self._batches = batches
         self._wait_s = wait_s
         self._metrics = metrics
         self._counters = metrics.counters
@@ -57,30 +60,26 @@ class OutcomeCollector:
         self._sampled = sampled
         self.log = log
 
-    async def run(self, stop: asyncio.Event, stopping: Callable[[], bool]) -> None:
-        """Collect outcomes until ``stopping()``; each call waits at most ``wait_s``.
+    async def run(self, stop: asyncio.Event) -> None:
+        """Record outcomes until the iteration ends; a failed one is started again.
 
         Args:
-            stop: set at cleanup; ends the pause after an empty answer early.
-            stopping: whether cleanup has begun (checked between calls, so the call in
-                progress ends and its outcomes are recorded: none is dropped).
+            stop: set at cleanup: after a failure the collector then ends instead of
+                pausing ``wait_s`` and starting again.
         """
-        loop = asyncio.get_running_loop()
-        wait_s = self._wait_s
-        while not stopping():
-            started = loop.time()
+        while True:
             try:
-                outcomes = await self._fetch(wait_s)
+                async for outcomes in self._batches():
+                    self.record(outcomes)
+                return  # the engine was shut down, or its face closed: nothing more comes
             except Exception as exc:  # a broken engine must not end the collector
                 self._counters.inc("engine_errors", call="outcomes")
                 if n := self._sampled.should_log("outcomes failed"):
                     self.log.error("collecting outcomes failed ({} so far): {}", n, exc)
-                outcomes = []
-            self.record(outcomes)
-            if not outcomes and loop.time() - started < wait_s / 2:
-                # The engine answered at once with nothing (it is stopped): do not spin.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait_s)
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._wait_s)
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Tell the desk, count, time and (sampled) log each outcome."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import Any
 
 from apps.deps import HTTP_INSTALL
 
 from .traffic import MAX_CUSTOMERS
 
-if TYPE_CHECKING:
-    from .options import RunOptions
+RunOptions = Any
+"""``apps.loadrun.options.RunOptions``, named not imported: that module imports this one."""
 
 __all__ = ["check"]
 
