@@ -68,6 +68,9 @@ _GAUGE_LEAVES = frozenset(
     }
 )
 _ROLES = ("router", "ai_pool", "supervisor")
+_MAX_CACHED_SERIES = 4096
+"""Labelled series of the gateway's counters kept for reuse; their label values come from
+bounded sets (status codes, kinds, reasons), so this is a backstop, never reached."""
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 Labels = tuple[tuple[str, str], ...]
@@ -292,6 +295,9 @@ class GatewayCounters:
             name: Counter(f"wae_gateway_{name}", help_text, labels, registry=registry)
             for name, (help_text, labels) in _GATEWAY.items()
         }
+        # Each webhook counts a few series; the library's labels() checks the names and
+        # takes a lock on every call, so the series once looked up are kept here.
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], Counter] = {}
 
     def inc(self, name: str, n: int = 1, /, **labels: str) -> None:
         """Add ``n`` to the counter ``name`` (a key of ``_GATEWAY``) with ``labels``.
@@ -300,9 +306,15 @@ class GatewayCounters:
             KeyError: ``name`` is no gateway counter.
             ValueError: ``labels`` are not that counter's label names.
         """
-        if name not in self._counters:
-            raise KeyError(f"unknown gateway counter {name!r}")
-        self._counters[name].labels(**labels).inc(n)
+        key = (name, tuple(labels.items()))  # a call site always names them in one order
+        series = self._series.get(key)
+        if series is None:
+            if name not in self._counters:
+                raise KeyError(f"unknown gateway counter {name!r}")
+            series = self._counters[name].labels(**labels)
+            if len(self._series) < _MAX_CACHED_SERIES:  # past it: looked up each time
+                self._series[key] = series
+        series.inc(n)
 
     def _samples(self, name: str) -> Iterator[tuple[dict[str, str], int]]:
         # Read through collect(): labels() would create the series it is asked about.
@@ -390,6 +402,7 @@ class GatewayMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
+        self._latency_series: dict[str, Histogram] = {}
 
     def track_connections(self, open_now: Callable[[], float]) -> None:
         """Add ``wae_gateway_connections``, a gauge read from ``open_now`` at each scrape."""
@@ -402,7 +415,10 @@ class GatewayMetrics:
 
     def observe(self, status: str, seconds: float) -> None:
         """One outcome of ``status``, ``seconds`` after its submission."""
-        self.latency.labels(status=status).observe(seconds)
+        series = self._latency_series.get(status)
+        if series is None:  # the statuses are five: each series is looked up once
+            series = self._latency_series[status] = self.latency.labels(status=status)
+        series.observe(seconds)
 
     def exposition(self, stats: StatsReply | None, accept: str = "") -> tuple[bytes, str]:
         """The body and content type of ``/metrics`` for ``stats`` (None: the engine is down).
