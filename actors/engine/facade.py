@@ -63,6 +63,8 @@ from protocols import (
 __all__ = ["Engine"]
 
 _MARGIN_S = 5.0
+_PIGGYBACK = 10_000
+"""Ready outcomes a submission's answer may bring (as many as one ``outcomes()`` call)."""
 
 
 class Engine:
@@ -256,13 +258,17 @@ class Engine:
             answers: list[Accepted | Rejected | None] = list(self._book.screen(batch))
             ask = tuple(m for m, a in zip(batch, answers, strict=True) if a is None)
             if ask:
-                reply = self._ask_router(SubmitBatch(messages=ask))
+                # The answer also brings the outcomes ready at the router: while submissions
+                # flow, outcomes() hands them over without a round trip of its own.
+                reply = self._ask_router(SubmitBatch(messages=ask, max_outcomes=_PIGGYBACK))
                 results: Sequence[Accepted | Rejected] = (
                     reply.results
                     if isinstance(reply, SubmitResults)
                     else [_refusal(m, "capacity", "the router is unavailable") for m in ask]
                 )
                 self._book.admit(ask, results, time.time())  # recorded before we answer
+                if isinstance(reply, SubmitResults):
+                    self._book.brought(reply)
                 fill = iter(results)
                 answers = [a or next(fill) for a in answers]
             return [self._counted(a) for a in answers if a is not None]
@@ -278,7 +284,8 @@ class Engine:
             out = self._book.take_ready(max_items)
             if self._state is not EngineState.RUNNING:
                 return out + self._book.ledger.expire(time.time())
-            # Then what the router has (waiting up to ``timeout`` if there is none).
+            # Then what the router has (waiting up to ``timeout`` if there is none), unless
+            # a submission's answer brought outcomes and nothing is overdue.
             out = collect(
                 out,
                 timeout,
@@ -289,7 +296,7 @@ class Engine:
                 generation=lambda: self._link.generation if self._link else 0,
                 ask_timeout_s=self.ask_timeout_s,
             )
-            self._book.record()  # before they are returned
+            self._book.record(handed=out)  # before they are returned
             self._book.upkeep()
             return out
 

@@ -25,6 +25,7 @@ from actors.engine.ledger import Ledger
 from actors.engine.shutdown import Settled, settle
 from protocols import (
     Accepted,
+    AccountEvent,
     InboundMessage,
     Outcome,
     Rejected,
@@ -51,6 +52,7 @@ class MessageBook:
         self.ledger = self._new_ledger(0)
         self.intake: IntakeKeeper | None = None
         self.ready: deque[Outcome] = deque()
+        self.events: list[AccountEvent] = []  # brought by a submission, for outcomes()
         self._unrecorded: list[Outcome] = []
 
     def _new_ledger(self, recovered: int) -> Ledger:
@@ -80,8 +82,9 @@ class MessageBook:
             ledger.accept(row.message, row.deadline, row.accepted_at, parked=True)
         for row, _ in found.outcomes:
             ledger.accept(row.message, row.deadline, row.accepted_at)
+        # Recorded when handed out (``record(handed=...)``), like every outcome: a crash
+        # before that recovers them again.
         self.ready.extend(self.resolve(outcome for _, outcome in found.outcomes))
-        self.record()
 
     @property
     def durable(self) -> bool:
@@ -126,21 +129,32 @@ class MessageBook:
         for msg, deadline in accepted:
             self.ledger.accept(msg, deadline, now)
 
+    def brought(self, reply: SubmitResults) -> None:
+        """Keep what a submission's answer brought (outcomes, events) for ``outcomes()``."""
+        if reply.outcomes:
+            self.ready.extend(self.resolve(reply.outcomes))
+        self.events += reply.events
+
     def resolve(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
         """The first outcome of each accepted message (the ledger drops the others)."""
-        resolved = [o for o in outcomes if self.ledger.resolve(o)]
-        self._unrecorded += resolved
-        return resolved
+        return [o for o in outcomes if self.ledger.resolve(o)]
 
     def expire(self, now: float) -> list[Outcome]:
         """Time out what no actor answered for by its deadline (the ledger's backstop)."""
-        expired = self.ledger.expire(now)
-        self._unrecorded += expired
-        return expired
+        return self.ledger.expire(now)
 
-    def record(self, accepted: Sequence[tuple[InboundMessage, float]] = ()) -> None:
-        """Write ``accepted`` and every outcome resolved since the last call: one commit."""
-        outcomes, self._unrecorded = self._unrecorded, []
+    def record(
+        self,
+        accepted: Sequence[tuple[InboundMessage, float]] = (),
+        handed: Sequence[Outcome] = (),
+    ) -> None:
+        """Write ``accepted`` and the outcomes ``handed`` to the caller now: one commit.
+
+        An outcome is recorded when it is handed out, not when it is resolved: one that
+        waits in :attr:`ready` (brought by a submission's answer, say) is still
+        unfinished in the store, so a crash before it is handed out recovers it.
+        """
+        outcomes, self._unrecorded = self._unrecorded + list(handed), []
         if self.intake is not None:
             self.intake.record(accepted, outcomes)
 
@@ -180,7 +194,6 @@ class MessageBook:
             if isinstance(r, Rejected) and r.reason != "duplicate"
         ]
         self.ready.extend(self.resolve(refused))
-        self.record()
 
     # --- stats ----------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ passed in, so that tests need no actor system:
 
 - A request id asked again gets the same answer, from the last answer kept, and is never
   applied twice: the gateway asks again when our answer was late or lost.
+- A submission may ask for the outcomes ready now (``max_outcomes``): its answer carries
+  them and the account events, so while submissions flow the gateway needs no separate
+  collection (unless one is waiting: that one is answered first, in ``settle``).
 - A request tagged with another router generation (a reused TCP port) is answered empty,
   with no side effect: the caller relocates and retries. Results from the pool or an
   account tagged with another generation are dropped: their messages were readmitted.
@@ -32,6 +35,7 @@ from protocols import (
     AIResults,
     CollectOutcomes,
     DeliveryBatch,
+    Outcome,
     OutcomeBatch,
     SubmitBatch,
     SubmitResults,
@@ -74,6 +78,7 @@ class RequestDesk:
         "_events",
         "_last_batch",
         "_last_submit",
+        "collections",
         "core",
         "events_dropped",
         "generation",
@@ -83,6 +88,7 @@ class RequestDesk:
         self.core = core
         self.generation = generation
         self.events_dropped = 0
+        self.collections = 0  # CollectOutcomes asked (the submissions' answers save most)
         self._events: deque[AccountEvent] = deque(maxlen=MAX_EVENTS)
         self._collector: _Collector | None = None
         self._last_submit: SubmitResults | None = None
@@ -104,8 +110,18 @@ class RequestDesk:
         if msg.request_id and last is not None and last.request_id == msg.request_id:
             return [Send(to=sender, msg=last)]
         results = self.core.submit(msg.messages, now, readmit=msg.readmit, deadlines=msg.deadlines)
+        outcomes: tuple[Outcome, ...] = ()
+        events: tuple[AccountEvent, ...] = ()
+        if msg.max_outcomes and self._collector is None:  # a waiting collection comes first
+            outcomes = tuple(self.core.collect(msg.max_outcomes))
+            events = tuple(self._events)
+            self._events.clear()
         reply = SubmitResults.trusted(
-            results=tuple(results), generation=self.generation, request_id=msg.request_id
+            results=tuple(results),
+            generation=self.generation,
+            request_id=msg.request_id,
+            outcomes=outcomes,
+            events=events,
         )
         self._last_submit = reply
         effects: list[Effect] = [Send(to=sender, msg=reply)]
@@ -120,6 +136,7 @@ class RequestDesk:
             The empty answer to an older collection this one ends, and this one's answer
             when something is ready or it does not wait.
         """
+        self.collections += 1
         if not self._for_me(msg.generation):
             empty = OutcomeBatch(generation=self.generation, request_id=msg.request_id)
             return [self._ignored(msg.generation), Send(to=sender, msg=empty)]
