@@ -18,6 +18,11 @@ Anything else is answered with Thespian's ``ERROR_Invalid_ActorClass``, counted
 (``refused_frames.actor``) and logged before Thespian resolves the name: nothing is
 imported, nothing is forked. The allowlist is derived from the classes at the time of the
 request, never from a list of strings.
+
+A convention member's admin also creates actors the leader asks for (Thespian forwards
+the leader's ``PendingActor`` to the member it picks, under the shared key's MAC): the
+same guard decides, and a member narrows it further with :func:`limit_to` to the classes
+it hosts, whatever else happens to be loaded in it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from thespian.system.messages.admin import PendingActorResponse
 from actors.runtime.netsafe import refuse
 from actors.runtime.thespian_fixes import require_pinned_thespian
 
-__all__ = ["admit", "admit_subclasses", "apply", "creatable"]
+__all__ = ["admit", "admit_subclasses", "apply", "creatable", "limit_to"]
 
 _original_h_pending_actor = GlobalNamesAdmin.h_PendingActor
 _admitted: set[type] = set()
 _roots: set[type] = set()
+_limit: frozenset[type] | None = None  # limit_to(): only these, of the admitted
 
 
 def admit(cls: type) -> None:
@@ -52,6 +58,16 @@ def admit_subclasses(root: type) -> None:
     _roots.add(root)
 
 
+def limit_to(*classes: type) -> None:
+    """Let the admin create only these of the classes it would create (a member's hosts).
+
+    Narrows, never widens: a class must still be admitted. Call it before the actor system
+    starts: the admin inherits the limit when it is forked.
+    """
+    global _limit
+    _limit = frozenset(classes)
+
+
 def creatable() -> dict[str, type]:
     """The classes the admin creates, by the ``module.Class`` name Thespian sends."""
     found: list[type] = list(_admitted)
@@ -61,6 +77,8 @@ def creatable() -> dict[str, type]:
         for sub in stack.pop().__subclasses__():
             found.append(sub)
             stack.append(sub)
+    if _limit is not None:
+        found = [c for c in found if c in _limit]
     return {f"{c.__module__}.{c.__name__}": c for c in found}
 
 

@@ -90,6 +90,22 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "thespian.system.logdirector.LoggerExitRequest",
         # Stdlib log records that actors forward to Thespian's logger process.
         "logging.LogRecord",
+        # Conventions (several actor systems, see actors.runtime.convention), each one
+        # checked by leaving it out: a member's admin registers with the leader's and is
+        # answered in kind (ConventionRegister: no join without it) and leaves with
+        # ConventionDeRegister (else the leader sees a graceful leave only when the
+        # registration expires); an actor asks its admin for membership news
+        # (NotifyOnSystemRegistration) and gets them (ActorSystemConventionUpdate); a
+        # member's admin points its logger at the leader's (LogAggregator), and an actor
+        # that asked for news says NotifyOnSourceAvailability when it exits (Thespian sets
+        # that flag in notifyOnSystemRegistrationChanges): refused, both were logged as
+        # refused frames. ConventionInvite is left out: only pre-registration sends it.
+        "thespian.actors.ActorSystemConventionUpdate",
+        "thespian.system.messages.convention.ConventionRegister",
+        "thespian.system.messages.convention.ConventionDeRegister",
+        "thespian.system.messages.convention.NotifyOnSystemRegistration",
+        "thespian.system.messages.admin.NotifyOnSourceAvailability",
+        "thespian.system.logdirector.LogAggregator",
     }
 )
 """Thespian's classes, admitted by name. Builtin containers and scalars travel as pickle

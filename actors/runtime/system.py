@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from loguru import logger
@@ -30,7 +30,15 @@ from thespian.actors import ActorSystem
 from actors.config import EngineConfig
 from actors.errors import EngineError
 from actors.logging import private_thespian_log, thespian_log_defs
-from actors.runtime import actorguard, frameauth, lifeline, netsafe, procs, thespian_fixes
+from actors.runtime import (
+    actorguard,
+    convention,
+    frameauth,
+    lifeline,
+    netsafe,
+    procs,
+    thespian_fixes,
+)
 from actors.runtime.wiring import EngineStarted, StartEngine
 
 __all__ = ["SystemHandle", "free_port", "install_patches"]
@@ -40,8 +48,11 @@ def install_patches() -> None:
     """Install the network-safety patches and the Thespian fix in this process (idempotent).
 
     Called before an actor system starts: every process it forks inherits them (frame
-    authentication with a random key until :meth:`SystemHandle.start` sets the engine's).
+    authentication with a random key until :meth:`SystemHandle.start` sets the engine's),
+    and the convention timers, which Thespian reads when ``ActorSystem(...)`` imports its
+    convention module (:mod:`actors.runtime.convention`).
     """
+    convention.apply()
     thespian_fixes.apply()
     netsafe.apply()
     frameauth.apply()
@@ -59,10 +70,10 @@ def _private_by_default() -> None:
 os.register_at_fork(after_in_child=_private_by_default)
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now (for the admin)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for the admin)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -89,27 +100,7 @@ class SystemHandle:
         """
         from actors.supervisor.actor import SupervisorActor
 
-        install_patches()
-        # The transport key, in module state before the admin is forked: every process of
-        # the system inherits it, and it touches neither disk nor argv.
-        frameauth.start(self, config)
-        private_thespian_log()
-        capabilities = {"Admin Port": self.admin_port} if self.multiproc else {}
-        if self.multiproc:
-            self._bind(config.bind_address)
-        # The admin and every actor process are forked from here and inherit the warning
-        # filters of this moment: give them Python's defaults, whatever the embedding
-        # process (a test run with warnings as errors, say) has set.
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            # Thespian drops sockets without closing them; in actor processes that would print
-            # a ResourceWarning per socket to stderr (the embedding process keeps its filters).
-            warnings.filterwarnings("ignore", category=ResourceWarning)
-            # The admin is forked in here; it and all it forks die with this process.
-            with lifeline.tied_forks():
-                self._system = ActorSystem(
-                    self.base, capabilities, logDefs=thespian_log_defs(), transientUnique=True
-                )
+        self.open(config)
         try:
             self.supervisor = self._system.createActor(SupervisorActor)
             started = self._system.ask(
@@ -126,6 +117,43 @@ class SystemHandle:
             self._pids.add(started.supervisor_pid)
             self.remember_pids()
         return started
+
+    def open(self, config: EngineConfig, capabilities: Mapping[str, Any] | None = None) -> None:
+        """Start the actor system alone, with no actor in it (:meth:`start` adds the engine's).
+
+        The patches, the transport key of ``config``, the bind address and the private
+        Thespian log are set first, so the admin and everything it forks inherit them.
+        ``capabilities`` are added to the admin's (a convention member's, say). Whoever
+        creates actors in it and learns the admin's pid sets :attr:`admin_pid`, so that
+        :meth:`stop` can reap the system's processes.
+        """
+        install_patches()
+        # The transport key, in module state before the admin is forked: every process of
+        # the system inherits it, and it touches neither disk nor argv.
+        frameauth.start(self, config)
+        private_thespian_log()
+        caps: dict[str, Any] = {"Admin Port": self.admin_port} if self.multiproc else {}
+        caps.update(capabilities or {})
+        if self.multiproc:
+            self._bind(config.bind_address)
+        # The admin and every actor process are forked from here and inherit the warning
+        # filters of this moment: give them Python's defaults, whatever the embedding
+        # process (a test run with warnings as errors, say) has set.
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            # Thespian drops sockets without closing them; in actor processes that would print
+            # a ResourceWarning per socket to stderr (the embedding process keeps its filters).
+            warnings.filterwarnings("ignore", category=ResourceWarning)
+            # The admin is forked in here; it and all it forks die with this process.
+            with lifeline.tied_forks():
+                self._system = ActorSystem(
+                    self.base, caps, logDefs=thespian_log_defs(), transientUnique=True
+                )
+
+    @property
+    def system(self) -> Any:
+        """Thespian's ``ActorSystem`` of this handle (after :meth:`open`)."""
+        return self._system
 
     def _bind(self, host: str) -> None:
         # Every process of the system is forked from here or from the admin, after this.
