@@ -91,3 +91,36 @@ def test_the_command_refuses_a_word_for_a_rate_with_the_rule(tmp_path: Path) -> 
     assert done.stderr.splitlines()[-1] == (
         "loadrun: error: argument --rate: must be a number >= 0, got 'fast'"
     )
+
+
+def test_batch_is_auto_by_default_and_takes_a_count_or_auto() -> None:
+    from apps.loadrun.argtypes import batch_size
+
+    assert parse_args([]).batch == 0
+    assert parse_args(["--batch", "auto"]).batch == 0
+    assert parse_args(["--batch", "25"]).batch == 25
+    assert batch_size("AUTO") == 0
+    with pytest.raises(SystemExit):
+        parse_args(["--batch", "0"])
+
+
+def test_an_auto_batch_never_offers_more_than_the_engine_has_room_for(tmp_path: Path) -> None:
+    json_path = tmp_path / "r.json"
+    report = run(
+        parse_args(
+            [
+                "--base=simpleSystemBase",
+                "--messages=3000",
+                "--accounts=2",
+                "--quiet",
+                "--set=max_concurrent_processing=100",
+                f"--json={json_path}",
+            ]
+        )
+    )
+    assert report["exactly_once"]["ok"]
+    submit = report["hops"]["submit"]
+    # More than one submission, none above the processing window (the mean would show it).
+    assert submit["batches"] >= 3000 / 100
+    assert submit["items_per_batch"] <= 100
+    assert report["counts"]["rejected"] == 0  # it offered only what there was room for

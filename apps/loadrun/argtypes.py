@@ -65,6 +65,11 @@ def count(text: str) -> int:
     return value
 
 
+def batch_size(text: str) -> int:
+    """``auto`` (0: the load runner sizes each submission) or an integer >= 1."""
+    return 0 if text.strip().lower() == "auto" else count(text)
+
+
 def count_list(text: str) -> tuple[int, ...]:
     """Integers >= 1 separated by commas (``4,20,100``), at most :data:`MAX_SWEEP_STEPS`."""
     values = [_integer(part) for part in text.split(",")]

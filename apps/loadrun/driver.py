@@ -28,7 +28,7 @@ from protocols import InboundMessage
 from . import procs
 from .crashes import CrashBook, Crasher
 from .hosted import EngineLike, HostedEngine, HostGoneError
-from .options import RunOptions
+from .options import AUTO_BATCH_MAX, RunOptions, engine_config
 from .progress import Progress
 from .sampler import Sampler
 from .tracker import Tracker
@@ -94,6 +94,8 @@ class Driver:
         self.collect_timeout_s = collect_timeout_s
         self.progress = progress
         self.phases = Phases()
+        # Auto batches fill the engine's processing window, not more (options: --batch).
+        self._window = engine_config(opts).max_concurrent_processing
         self._rng = random.Random(opts.seed + 1)
         self._t0 = 0.0
         self._next_sample = 0.0
@@ -145,8 +147,9 @@ class Driver:
     def _offer(self) -> None:
         opts, tracker = self.opts, self.tracker
         rate = opts.rate
+        cap = opts.batch or AUTO_BATCH_MAX
         # Paced runs submit about every 20 ms, so a low rate does not arrive in lumps.
-        size = opts.batch if rate <= 0 else max(1, min(opts.batch, math.ceil(rate * 0.02)))
+        size = cap if rate <= 0 else max(1, min(cap, math.ceil(rate * 0.02)))
         next_kill = self._t0 + opts.kill_every if opts.kill_every else math.inf
         congested = False
         while True:
@@ -166,7 +169,15 @@ class Driver:
                     due = self._t0 + (tracker.offered + n) / rate
                     self._collect(min(due - now, self._next_sample - now, _MAX_WAIT_S))
                     continue
-                n = int(min(opts.batch, behind, left))
+                n = int(min(cap, behind, left))
+            elif not opts.batch:
+                # Auto: as many as the engine has room for, like a gateway whose webhooks
+                # queue while the engine is busy; none while it is full (wait for outcomes).
+                room = self._window - len(tracker.pending)
+                if room < 1:
+                    self._collect(_MAX_WAIT_S)
+                    continue
+                n = int(min(n, room))
             elif congested:
                 self._collect(_BACKOFF_S)
             batch = tracker.take_redeliveries(n)
@@ -211,7 +222,7 @@ class Driver:
                 return
             self._sample(now)
             if tracker.redeliveries:  # lost answers still to offer again
-                self._submit(tracker.take_redeliveries(self.opts.batch))
+                self._submit(tracker.take_redeliveries(self.opts.batch or AUTO_BATCH_MAX))
             self._collect(min(0.2, deadline - now))
 
     # -- one step -------------------------------------------------------------------------

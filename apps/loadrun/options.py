@@ -14,7 +14,7 @@ from actors import BASES, EngineConfig
 from actors.config import loading, settings
 from actors.errors import ConfigError
 
-from .argtypes import count, count_list, fraction, non_negative, positive, setting
+from .argtypes import batch_size, count, count_list, fraction, non_negative, positive, setting
 from .checks import check
 
 __all__ = [
@@ -56,6 +56,8 @@ COMPARE_DURATION_S = 20.0
 DURABILITY_ORDER = ("fsync", "os", "off")
 """The measurements of ``--durability-compare``, in the order they run."""
 SWEEP_DURATION_S = 20.0
+AUTO_BATCH_MAX = 2_000
+"""The most one auto-sized submission carries (the AsyncEngine's flight holds as many)."""
 """``--accounts-sweep``: each step runs this long unless ``--duration`` or ``--messages``
 says otherwise."""
 
@@ -94,7 +96,8 @@ class RunOptions:
     soak: bool = False
     json_path: str | None = None
     plot_path: str | None = None
-    batch: int = 200
+    batch: int = 0
+    """Messages per submit; 0: auto (see ``--batch``)."""
     sample_every: float = 0.5
     collect_timeout: float | None = None
     admin_port: int | None = None
@@ -127,7 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     traffic.add_argument("--zipf-s", type=positive, default=1.1, help="Zipf exponent (1.1)")
     traffic.add_argument("--seed", type=int, default=1, help="seed of traffic and simulation (1)")
-    traffic.add_argument("--batch", type=count, default=200, help="messages per submit (200)")
+    traffic.add_argument(
+        "--batch",
+        type=batch_size,
+        default=0,
+        help="messages per submit, or auto (default): at an unlimited rate, as many as the "
+        "engine has room for (max_concurrent_processing less those in flight, at most "
+        f"{AUTO_BATCH_MAX:,}); at a --rate, what became due since the last submit, like a "
+        "gateway that submits together the webhooks that arrived together",
+    )
     world = p.add_argument_group("simulated world")
     world.add_argument(
         "--edges",

@@ -53,7 +53,7 @@ def _config_lines(r: dict[str, Any]) -> list[str]:
     lines = [
         f"  base         {o['base']}  ({m['cpus']} CPUs, Python {m['python']})",
         f"  traffic      {accounts}, {o['customers']:,} customers ({pop}), {amount}, "
-        f"rate {rate}, batch {o['batch']}, seed {o['seed']}",
+        f"rate {rate}, batch {o['batch'] or 'auto'}, seed {o['seed']}",
         _world_line(o),
     ]
     if o["kill_every"]:

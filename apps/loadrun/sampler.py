@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actors import EngineError
+from actors.router.links import HOPS  # the router names its hops: one list, there
 from protocols import StatsReply
 
 from . import procs
@@ -24,9 +25,6 @@ ROLES = ("gateway", "admin", "logger", "supervisor", "router", "ai_pool", "accou
 """RSS columns: the process of the Engine facade (this one, or the engine host with
 ``--crash-every``), Thespian's admin and logger, the actors."""
 
-HOPS = ("submit", "outcomes", "to_pool", "from_pool", "to_accounts", "from_accounts")
-"""The hops the router counts batches and items of (``hop.<hop>.batches``/``.items``):
-facade -> router, router -> facade, router <-> pool, router <-> the accounts."""
 
 _GAUGES = (
     "in_flight",
