@@ -79,12 +79,8 @@ class SubmitBatch(_Batch):
     """Empty, or one per message: the deadline (epoch seconds) it keeps. A re-admission
     passes the deadline each message was first accepted with; empty: the router gives
     each ``now + processing_timeout_s``."""
-    max_outcomes: int = 0
-    """Hand over up to this many ready outcomes (and the account events) with the answer:
-    while submissions flow, the gateway needs no separate ``CollectOutcomes`` round trip."""
 
     def _validate(self) -> None:
-        check_range(self, "max_outcomes", self.max_outcomes, lo=0)
         if self.deadlines and len(self.deadlines) != len(self.messages):
             self._fail(
                 "deadlines",
@@ -96,17 +92,11 @@ class SubmitBatch(_Batch):
 @message("submit_results")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitResults(_Batch):
-    """Router -> gateway: one ``Accepted`` or ``Rejected`` per submitted message, in order.
-
-    With them, when the submission asked (``max_outcomes``), the outcomes ready at the
-    router and the account events, as an ``OutcomeBatch`` would carry them.
-    """
+    """Router -> gateway: one ``Accepted`` or ``Rejected`` per submitted message, in order."""
 
     results: tuple[Accepted | Rejected, ...]
     generation: int = 0
     request_id: int = 0
-    outcomes: tuple[Outcome, ...] = ()
-    events: tuple[AccountEvent, ...] = ()
 
 
 @message("collect_outcomes")

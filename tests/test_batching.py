@@ -16,7 +16,7 @@ import pytest
 from actors.account.actor import LoopbackSent
 from protocols import Accepted
 from tests.conftest import BASES, EngineFactory
-from tests.engine_helpers import actor, collect, inbound, wait_for
+from tests.engine_helpers import actor, collect, inbound
 
 ACCOUNTS = ("acct-1", "acct-2", "acct-3")
 
@@ -106,25 +106,3 @@ def test_a_lone_message_on_an_idle_engine_leaves_at_once_in_a_batch_of_its_own(
     counters = _router_counters(engine)
     for hop in ("to_pool", "from_pool", "to_accounts", "from_accounts"):
         assert (counters[f"hop.{hop}.batches"], counters[f"hop.{hop}.items"]) == (1, 1), hop
-
-
-@pytest.mark.parametrize("base", BASES)
-def test_outcomes_ride_back_on_the_next_submissions_answer_with_no_collection_of_their_own(
-    make_engine: EngineFactory, base: str
-) -> None:
-    engine = make_engine(base, echo={}, accounts=("acct-1",))
-    (first,) = engine.submit_many([inbound(1)])
-    assert isinstance(first, Accepted)
-    wait_for(
-        lambda: actor(engine, "router").counters["outcomes_ready"] == 1,
-        what="the first outcome ready at the router",
-    )
-    before = _router_counters(engine)
-    engine.submit_many([inbound(2)])  # its answer brings wamid.1's outcome
-    out = engine.outcomes(timeout=0)
-    assert [o.message_id for o in out] == ["wamid.1"]
-    after = _router_counters(engine)
-    # The submission's answer carried it: outcomes() asked the router nothing.
-    assert after["collections"] == before["collections"]
-    assert after["hop.outcomes.items"] == before["hop.outcomes.items"] + 1
-    assert collect(engine, ["wamid.2"])["wamid.2"].status == "replied"

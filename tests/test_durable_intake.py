@@ -386,3 +386,31 @@ def test_sigkill_of_the_engine_and_every_actor_process_loses_nothing_acknowledge
         f"sent), {len(after)} outcomes after the restart, 0 twice, 0 lost; "
         f"{len(resent)} replies sent by the new engine"
     )
+
+
+def test_an_outcome_is_recorded_when_handed_out_not_when_it_waits_in_the_book(
+    tmp_path: Path,
+) -> None:
+    from actors.config import EngineConfig
+    from actors.engine.intake_book import MessageBook
+    from protocols import Accepted, Outcome
+
+    store = tmp_path / "intake.db"
+    book = MessageBook(EngineConfig(intake_path=str(store), durability="os"))
+    book.open(1_700_000_000.0)
+    try:
+        msg = inbound(1)
+        book.admit([msg], [Accepted(message_id=msg.message_id, deadline=1_700_000_100.0)], 1e9)
+        assert rows(store)[msg.message_id][0] is None
+        # An outcome resolved but still waiting in the book (a late answer set aside):
+        # a crash now must find the message unfinished, to recover it.
+        outcome = Outcome(message_id=msg.message_id, status="replied", reply="hi")
+        book.ready.extend(book.resolve([outcome]))
+        book.record()
+        assert rows(store)[msg.message_id][0] is None
+        handed = book.take_ready(10)
+        book.record(handed=handed)
+        assert handed == [outcome]
+        assert rows(store)[msg.message_id][0] == "replied"
+    finally:
+        book.close()

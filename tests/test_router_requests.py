@@ -117,40 +117,6 @@ def test_a_repeated_request_id_is_answered_from_the_cache_and_not_admitted_again
     assert "reject.duplicate" not in d.core.counters()
 
 
-def test_a_submission_that_asks_brings_the_ready_outcomes_and_events_with_its_answer() -> None:
-    d = desk()
-    d.submit(submit("m1", request_id=1), GATEWAY, T0)
-    fail_at_pool(d, "m1")
-    d.event(event(1))
-    ask = SubmitBatch(messages=(msg("m2", "+15550009"),), generation=GEN, request_id=2)
-
-    plain = only_send(d.submit(ask, GATEWAY, T0)).msg
-    assert (plain.outcomes, plain.events) == ((), ())  # not asked: left for a collection
-
-    asking = SubmitBatch(
-        messages=(msg("m3", "+15550008"),), generation=GEN, request_id=3, max_outcomes=10
-    )
-    answer = only_send(d.submit(asking, GATEWAY, T0)).msg
-    assert [o.message_id for o in answer.outcomes] == ["m1"]
-    assert answer.events == (event(1),)
-    assert [type(r) for r in answer.results] == [Accepted]
-    # Handed over once: a collection now finds nothing.
-    assert only_send(d.collect(collect(4, wait_s=0), GATEWAY, T0)).msg.outcomes == ()
-
-
-def test_a_waiting_collection_keeps_the_outcomes_a_submission_asks_for() -> None:
-    d = desk()
-    d.submit(submit("m1", request_id=1), GATEWAY, T0)
-    assert d.collect(collect(2, wait_s=5.0), GATEWAY, T0) == []  # it waits
-    fail_at_pool(d, "m1")
-    asking = SubmitBatch(
-        messages=(msg("m2", "+15550009"),), generation=GEN, request_id=3, max_outcomes=10
-    )
-
-    assert only_send(d.submit(asking, GATEWAY, T0)).msg.outcomes == ()
-    assert [o.message_id for o in only_send(d.settle(T0)).msg.outcomes] == ["m1"]
-
-
 def test_a_new_request_id_is_applied_even_for_the_same_messages() -> None:
     d = desk()
     d.submit(submit("m1", request_id=7), GATEWAY, T0)

@@ -2,9 +2,7 @@
 
 The engine holds its lock around this loop; the loop holds the order that makes outcomes
 right: the router is heard before anything is timed out (an outcome collected late is
-the real one), and an answer that settles nothing new does not end the wait early. While
-submissions flow, their answers bring the router's outcomes (``MessageBook.brought``):
-then, if nothing is overdue, no collection is asked at all.
+the real one), and an answer that settles nothing new does not end the wait early.
 """
 
 from __future__ import annotations
@@ -46,14 +44,6 @@ def collect(
     Returns:
         ``out`` with the router's new outcomes and the expired messages' timeouts.
     """
-    events, book.events = book.events, []
-    for event in events:  # brought by a submission's answer
-        listeners.dispatch(event)
-    due = book.ledger.next_wakeup()
-    if out and (due is None or due > time.time()):
-        # Outcomes a submission's answer brought: no round trip. Nothing is overdue, so
-        # nothing waits for the router to be heard before it is timed out.
-        return out
     until = time.time() + max(0.0, timeout)
     while True:
         # Hear from the router before timing anything out: an outcome it holds for a

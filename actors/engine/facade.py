@@ -63,8 +63,6 @@ from protocols import (
 __all__ = ["Engine"]
 
 _MARGIN_S = 5.0
-_PIGGYBACK = 10_000
-"""Ready outcomes a submission's answer may bring (as many as one ``outcomes()`` call)."""
 
 
 class Engine:
@@ -258,17 +256,13 @@ class Engine:
             answers: list[Accepted | Rejected | None] = list(self._book.screen(batch))
             ask = tuple(m for m, a in zip(batch, answers, strict=True) if a is None)
             if ask:
-                # The answer also brings the outcomes ready at the router: while submissions
-                # flow, outcomes() hands them over without a round trip of its own.
-                reply = self._ask_router(SubmitBatch(messages=ask, max_outcomes=_PIGGYBACK))
+                reply = self._ask_router(SubmitBatch(messages=ask))
                 results: Sequence[Accepted | Rejected] = (
                     reply.results
                     if isinstance(reply, SubmitResults)
                     else [_refusal(m, "capacity", "the router is unavailable") for m in ask]
                 )
                 self._book.admit(ask, results, time.time())  # recorded before we answer
-                if isinstance(reply, SubmitResults):
-                    self._book.brought(reply)
                 fill = iter(results)
                 answers = [a or next(fill) for a in answers]
             return [self._counted(a) for a in answers if a is not None]
@@ -284,8 +278,7 @@ class Engine:
             out = self._book.take_ready(max_items)
             if self._state is not EngineState.RUNNING:
                 return out + self._book.ledger.expire(time.time())
-            # Then what the router has (waiting up to ``timeout`` if there is none), unless
-            # a submission's answer brought outcomes and nothing is overdue.
+            # Then what the router has (waiting up to ``timeout`` if there is none).
             out = collect(
                 out,
                 timeout,

@@ -25,7 +25,6 @@ from actors.engine.ledger import Ledger
 from actors.engine.shutdown import Settled, settle
 from protocols import (
     Accepted,
-    AccountEvent,
     InboundMessage,
     Outcome,
     Rejected,
@@ -52,7 +51,6 @@ class MessageBook:
         self.ledger = self._new_ledger(0)
         self.intake: IntakeKeeper | None = None
         self.ready: deque[Outcome] = deque()
-        self.events: list[AccountEvent] = []  # brought by a submission, for outcomes()
         self._unrecorded: list[Outcome] = []
 
     def _new_ledger(self, recovered: int) -> Ledger:
@@ -129,12 +127,6 @@ class MessageBook:
         for msg, deadline in accepted:
             self.ledger.accept(msg, deadline, now)
 
-    def brought(self, reply: SubmitResults) -> None:
-        """Keep what a submission's answer brought (outcomes, events) for ``outcomes()``."""
-        if reply.outcomes:
-            self.ready.extend(self.resolve(reply.outcomes))
-        self.events += reply.events
-
     def resolve(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
         """The first outcome of each accepted message (the ledger drops the others)."""
         return [o for o in outcomes if self.ledger.resolve(o)]
@@ -151,7 +143,7 @@ class MessageBook:
         """Write ``accepted`` and the outcomes ``handed`` to the caller now: one commit.
 
         An outcome is recorded when it is handed out, not when it is resolved: one that
-        waits in :attr:`ready` (brought by a submission's answer, say) is still
+        waits in :attr:`ready` (a late answer set aside, a recovered outcome) is still
         unfinished in the store, so a crash before it is handed out recovers it.
         """
         outcomes, self._unrecorded = self._unrecorded + list(handed), []

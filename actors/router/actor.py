@@ -39,7 +39,6 @@ from protocols import (
     DeliveryBatch,
     OutcomeBatch,
     SubmitBatch,
-    SubmitResults,
 )
 
 __all__ = ["RouterActor"]
@@ -96,7 +95,7 @@ class RouterActor(EngineActor):
     def _perform(self, effects: Iterable[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                if isinstance(effect.msg, OutcomeBatch | SubmitResults) and effect.msg.outcomes:
+                if isinstance(effect.msg, OutcomeBatch) and effect.msg.outcomes:
                     self.links.received("outcomes", len(effect.msg.outcomes))
                 self.send(effect.to, effect.msg)
             elif effect.sample:

@@ -7,9 +7,6 @@ passed in, so that tests need no actor system:
 
 - A request id asked again gets the same answer, from the last answer kept, and is never
   applied twice: the gateway asks again when our answer was late or lost.
-- A submission may ask for the outcomes ready now (``max_outcomes``): its answer carries
-  them and the account events, so while submissions flow the gateway needs no separate
-  collection (unless one is waiting: that one is answered first, in ``settle``).
 - A request tagged with another router generation (a reused TCP port) is answered empty,
   with no side effect: the caller relocates and retries. Results from the pool or an
   account tagged with another generation are dropped: their messages were readmitted.
@@ -35,7 +32,6 @@ from protocols import (
     AIResults,
     CollectOutcomes,
     DeliveryBatch,
-    Outcome,
     OutcomeBatch,
     SubmitBatch,
     SubmitResults,
@@ -88,7 +84,7 @@ class RequestDesk:
         self.core = core
         self.generation = generation
         self.events_dropped = 0
-        self.collections = 0  # CollectOutcomes asked (the submissions' answers save most)
+        self.collections = 0  # CollectOutcomes asked
         self._events: deque[AccountEvent] = deque(maxlen=MAX_EVENTS)
         self._collector: _Collector | None = None
         self._last_submit: SubmitResults | None = None
@@ -110,18 +106,8 @@ class RequestDesk:
         if msg.request_id and last is not None and last.request_id == msg.request_id:
             return [Send(to=sender, msg=last)]
         results = self.core.submit(msg.messages, now, readmit=msg.readmit, deadlines=msg.deadlines)
-        outcomes: tuple[Outcome, ...] = ()
-        events: tuple[AccountEvent, ...] = ()
-        if msg.max_outcomes and self._collector is None:  # a waiting collection comes first
-            outcomes = tuple(self.core.collect(msg.max_outcomes))
-            events = tuple(self._events)
-            self._events.clear()
         reply = SubmitResults.trusted(
-            results=tuple(results),
-            generation=self.generation,
-            request_id=msg.request_id,
-            outcomes=outcomes,
-            events=events,
+            results=tuple(results), generation=self.generation, request_id=msg.request_id
         )
         self._last_submit = reply
         effects: list[Effect] = [Send(to=sender, msg=reply)]
