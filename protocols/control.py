@@ -27,11 +27,12 @@ class StatsRequest(Message):
 class ActorStats(Message):
     """One actor's line in ``Engine.stats()``: its mailbox depth against its capacity.
 
-    ``depth`` is what the engine holds at that actor (see README "Bounded mailboxes");
-    ``state`` is the supervisor's word for it (``up``, ``down``, ``failed``, ...): a child
-    that did not answer appears with its state, no pid and capacity 0. ``counters`` are the
-    actor's own (its role's core); the pool adds its ``providers`` and their own counters
-    (``provider_stats``), an account the reason its transport failed, if it did.
+        ``depth`` is what the engine holds at that actor (see README "Bounded mailboxes");
+        ``state`` is the supervisor's word for it (``up``, ``down``, ``failed``, ...): a child
+        that did not answer appears with its state, no pid and capacity 0. ``counters`` are the
+        actor's own (its role's core); the pool adds its ``providers`` and their own counters
+        (``provider_stats``), an account the reason its transport failed, if it did, and the
+    host it runs on (``host``: ``leader`` or a convention member's id).
     """
 
     role: str
@@ -46,6 +47,9 @@ class ActorStats(Message):
     providers: tuple[str, ...] = ()
     provider_stats: dict[str, dict[str, int | float]] = field(default_factory=dict)
     transport_failed: str = ""
+    host: str = ""
+    """Where an account runs: ``leader`` or the id of the convention member hosting it
+    (empty for the other roles, which always run on the leader)."""
 
     def _validate(self) -> None:
         check_slug(self, "role", self.role)

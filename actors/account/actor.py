@@ -23,6 +23,7 @@ from actors.account.kinds import make_transport
 from actors.account.transports import SentRecord
 from actors.engine.intake_marks import SentMarks
 from actors.errors import StoreError
+from actors.runtime.convention import pinned_check
 from actors.runtime.servant import RouterServant
 from actors.runtime.wiring import (
     Address,
@@ -56,6 +57,7 @@ class LoopbackSentReply:
 class AccountActor(RouterServant[DeliveryReport]):
     role = "account"
     core: AccountCore | None
+    actorSystemCapabilityCheck = staticmethod(pinned_check)  # noqa: N815 - where the supervisor pins it
 
     def __init__(self) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from actors.runtime.convention import LEADER
 from actors.runtime.wiring import ActorReport, SupervisorStats
 from protocols import ActorStats, StatsReply
 
@@ -49,7 +50,9 @@ def build_stats(
         intake: the intake store's counters, already prefixed ``intake.``.
 
     Returns:
-        The ``StatsReply``; the pids it names are also remembered by ``system``.
+        The ``StatsReply``; the pids it names on this host are also remembered by
+        ``system`` (to be reaped at stop). An account on a convention member reports the
+        pid it has there: never remembered, since it may name another process here.
     """
     counters: Counter[str] = Counter(own)
     if link is not None:
@@ -63,9 +66,15 @@ def build_stats(
     if journal is not None:
         counters["journal.overflow"] = journal.overflow
     counters.update(intake or {})
+    # Where the accounts run: ``placement.<host>`` counts them per host (``leader`` or a
+    # member id); the supervisor's table names the host of each.
+    counters.update(Counter(f"placement.{host}" for host in reply.placement.values()))
     merged_counters, actors = merge_stats(reply, counters)
     if system is not None:
-        system.remember_pids({a.pid for a in actors if a.pid})
+        remote = {name for name, host in reply.placement.items() if host != LEADER}
+        system.remember_pids(
+            {a.pid for a in actors if a.pid and not (a.role == "account" and a.name in remote)}
+        )
     return StatsReply(
         in_flight=ledger.in_flight,
         oldest_in_flight_s=ledger.oldest_age(now),
@@ -86,7 +95,8 @@ def merge_stats(
     the pool and the accounts, the items the router has outstanding there (the router's
     credit window); for the router, its accepted messages without an outcome. Children the
     supervisor knows but which did not answer (down, restarting, failed) appear with their
-    state, no pid and capacity 0.
+    state, no pid and capacity 0. Every account's ``host`` is the convention member it runs
+    on, or ``leader``.
     """
     merged: Counter[str] = Counter(counters)
     merged.update({f"supervisor.{k}": v for k, v in reply.counters.items()})
@@ -119,6 +129,7 @@ def merge_stats(
                 generation=r.generation,
                 state=states.get((r.role, r.name), "up"),
                 counters={k: int(v) for k, v in r.counters.items()},
+                host=_host(r.role, r.name, reply.placement),
                 providers=tuple(r.extra.get("providers", ())),
                 provider_stats=_provider_stats(r.extra.get("provider_stats", {})),
                 transport_failed=str(r.extra.get("transport_failed", "")),
@@ -137,11 +148,17 @@ def merge_stats(
                     restarts=restarts_n,
                     generation=generation,
                     state=state,
+                    host=_host(role, name, reply.placement),
                 )
             )
     merged["restarts"] = sum(restarts.values())
     merged["refused_frames"] = sum(r.counters.get("refused_frames", 0) for r in reply.reports)
     return {k: int(v) for k, v in merged.items()}, tuple(actors)
+
+
+def _host(role: str, name: str, placement: Mapping[str, str]) -> str:
+    # Where an account runs (``leader`` or a member id); empty for the other roles.
+    return placement.get(name, "") if role == "account" else ""
 
 
 def _provider_stats(raw: Mapping[str, Any]) -> dict[str, dict[str, int | float]]:

@@ -61,6 +61,7 @@ from actors.runtime.thespian_fixes import require_pinned_thespian
 
 __all__ = [
     "CONVENTION_ADDRESS_CAPABILITY",
+    "LEADER",
     "MAX_ACCOUNTS_CAPABILITY",
     "MEMBER_CAPABILITY",
     "THESPIAN_MODULE",
@@ -72,6 +73,7 @@ __all__ = [
     "member_capabilities",
     "member_event",
     "parse_leader",
+    "pinned_check",
 ]
 
 TIMERS: Mapping[str, str] = {
@@ -88,6 +90,11 @@ THESPIAN_MODULE = "thespian.system.admin.convention"
 
 MEMBER_CAPABILITY = "wae.member"
 """A member's id in its admin's capabilities (unique in a convention)."""
+
+LEADER = "leader"
+"""Where an actor with no member requirement runs: the leader's own actor system (member
+ids are checked by :func:`member_capabilities`, but a member that named itself so is
+refused by the supervisor's placement)."""
 
 MAX_ACCOUNTS_CAPABILITY = "wae.max_accounts"
 """How many account actors a member hosts at most, in its admin's capabilities."""
@@ -160,6 +167,19 @@ def parse_leader(text: str) -> tuple[str, int]:
     except ValueError:
         pass
     raise ValueError(f"leader {text!r}: expected HOST:PORT, an IPv4 address and a port")
+
+
+def pinned_check(capabilities: Mapping[str, Any] | None, requirements: Any) -> bool:
+    """Thespian's ``actorSystemCapabilityCheck`` for an actor pinned to one host.
+
+    With ``requirements`` ``{MEMBER_CAPABILITY: id}`` the actor runs only on the member of
+    that id; with none it runs only where there is no member id, the leader. So the
+    supervisor decides every placement, and Thespian, which would put every unpinned actor
+    on the first compatible member, never picks one itself. Thespian passes ``None`` for
+    no requirements in some paths (a capability update).
+    """
+    wanted = (requirements or {}).get(MEMBER_CAPABILITY)
+    return bool(wanted == (capabilities or {}).get(MEMBER_CAPABILITY))
 
 
 def member_capabilities(

@@ -225,9 +225,16 @@ class ActorReport:
 @crosses_processes
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorStats:
+    """Supervisor -> facade: every child's report, the child table, where accounts run.
+
+    ``placement`` maps each placed account to its host: a convention member's id, or
+    ``"leader"`` (``actors.supervisor.placement``).
+    """
+
     reports: tuple[ActorReport, ...]
     children: tuple[tuple[str, str, int, str, int], ...]  # role, name, generation, state, restarts
     counters: dict[str, int]
+    placement: dict[str, str] = field(default_factory=dict)
 
 
 @crosses_processes

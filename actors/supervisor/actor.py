@@ -4,8 +4,14 @@ It enforces the instance cap, restarts crashed children under a ``RestartPolicy`
 child has a new address and a higher generation), tells the router what changed, and runs
 the ordered teardown. Its bookkeeping lives in ``SupervisorCore``; how it learns that a
 child ended (Thespian's notice, or the child's pid) in ``watch``; creating children and
-catching a new router up in ``spawner``; this module is the Thespian shell: it creates
-actors, sends messages and arms timers.
+catching a new router up in ``spawner``; where each account runs (the leader, or a
+convention member it learns of from ``ActorSystemConventionUpdate``) in ``placement``; this
+module is the Thespian shell: it creates actors, sends messages and arms timers.
+
+The child classes are imported here, at the top, not when first created: the leader's
+admin, forked after this module is loaded, then has ``AccountActor`` loaded too, which
+its guard (``actors.runtime.actorguard``) requires before it forwards the supervisor's
+request for an account pinned to a member.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ChildActorExited
+from thespian.actors import ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
 
+from actors.account.actor import AccountActor
+from actors.pool.actor import PoolActor
+from actors.router.actor import RouterActor
 from actors.runtime.base_actor import EngineActor
+from actors.runtime.convention import member_event
 from actors.runtime.wiring import (
     AccountGone,
     AccountUp,
@@ -37,6 +47,7 @@ from actors.runtime.wiring import (
 )
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import CHILD
+from actors.supervisor.placement import Placement
 from actors.supervisor.spawner import Spawner
 from actors.supervisor.stats import StatsFanout
 from actors.supervisor.teardown import Teardown
@@ -80,6 +91,7 @@ class SupervisorActor(EngineActor):
             AddProvider: self.on_provider_command,
             RemoveProvider: self.on_provider_command,
             AskChild: self.on_ask_child,
+            ActorSystemConventionUpdate: self.on_convention_update,
         }
         if self.stats is not None and self.teardown is not None and self.watch is not None:
             table[LocateRouter] = self.on_locate_router
@@ -103,6 +115,7 @@ class SupervisorActor(EngineActor):
     def on_start(self, msg: StartEngine, sender: Address) -> None:
         self.base = msg.base
         self.core = core = SupervisorCore(msg.config, seed=msg.seed)
+        placement = Placement(max_instances=msg.config.max_instances)
         self.stats = StatsFanout(
             core,
             addresses=self.addresses,
@@ -112,6 +125,7 @@ class SupervisorActor(EngineActor):
             pid=self.pid,
             depth=lambda: len(self.waiting),
             process_counters=self.process_counters,
+            placement=placement,
         )
         self.teardown = Teardown(
             core,
@@ -141,21 +155,26 @@ class SupervisorActor(EngineActor):
             base=msg.base,
             seed=msg.seed,
             fork_pids=self.pid is not None,
+            placement=placement,
+            create_pinned=self._create,
+            log=self.log,
         )
         self.facade = sender
         if self.pid is not None:  # processes to watch: see actors.supervisor.watch
             self.wakeupAfter_at(time.time() + WATCH_EVERY_S, ("watch",))
+            # Convention members (other hosts) that join the leader: accounts go there.
+            self.notifyOnSystemRegistrationChanges(True)
         self.log.info("starting engine on {}", msg.base)
         self._spawn(self._core.add_child("ai_pool", "ai_pool"))
         self._spawn(self._core.add_child("router", "router"))
 
-    def _create(self, role: str) -> Address:
-        from actors.account.actor import AccountActor
-        from actors.pool.actor import PoolActor
-        from actors.router.actor import RouterActor
-
+    def _create(self, role: str, requirements: dict[str, Any] | None = None) -> Address:
         cls = {"router": RouterActor, "ai_pool": PoolActor, "account": AccountActor}[role]
-        return self.createActor(cls)
+        return self.createActor(cls, targetActorRequirements=requirements)
+
+    def on_convention_update(self, msg: Any, sender: Address) -> None:
+        if self.spawner is not None:
+            self.spawner.member_changed(member_event(msg), time.time())
 
     def _spawn(self, child: Child) -> None:
         assert self.spawner is not None, "supervisor used before StartEngine"
@@ -173,11 +192,14 @@ class SupervisorActor(EngineActor):
         if not msg.ok:
             self.log.error("{} {} failed to configure: {}", msg.role, msg.name, msg.error)
             core.child_refused(child)
+            if self.spawner is not None:
+                self.spawner.placement.release(msg.name)
             self.send(sender, ActorExitRequest())
             self._reply_adding(msg.name, ok=False, error="invalid_account", detail=msg.error)
             return
         restarted = child.generation > 1
-        core.child_up(child, msg.pid, time.time())
+        assert self.spawner is not None
+        core.child_up(child, self.spawner.local_pid(child, msg.pid), time.time())
         self.log.info(
             "{} {} generation {} up at {} (pid {})",
             msg.role,
@@ -281,6 +303,8 @@ class SupervisorActor(EngineActor):
         if CHILD.allows(child.state, "stop"):  # else the teardown already asked it
             self._stop_child(child)
         self._core.remove_child(child)  # frees the instance slot now
+        if self.spawner is not None:
+            self.spawner.placement.release(msg.account_id)
         token = self._next_token()
         self.waiting[token] = (sender, "remove_account", msg.account_id)
         router = self._live_router()

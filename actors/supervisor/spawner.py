@@ -14,6 +14,12 @@ starting again): it holds their replies until they are back, instead of refusing
 messages (re-admitted ones included) as unknown. ``router_up`` then tells it which of
 them are still down; the router re-sends what it holds when they come up.
 
+Where an account runs is the placement's choice (:mod:`actors.supervisor.placement`): the
+spawner asks it for the account's host at each creation and pins the actor there with the
+member's id as a requirement (``actors.runtime.convention.pinned_check``); an account with
+no requirement runs on the leader. An account on a member is not a process of ours: its pid
+(on another host) is never watched here, and what it reports is the member's business.
+
 Like ``Teardown``, the spawner gets what it acts on as explicit collaborators, so it runs
 without Thespian.
 """
@@ -22,12 +28,19 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loguru import logger
+
+from actors.runtime.convention import MEMBER_CAPABILITY, MemberEvent
 from actors.runtime.wiring import AccountGone, AccountUp, Address, Configure, PoolUp
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import ChildState
+from actors.supervisor.placement import LEADER, Placement
 from actors.supervisor.watch import child_pids
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["Spawner"]
 
@@ -41,12 +54,16 @@ class Spawner:
         core: the supervisor's children.
         addresses: the children's addresses by ``(role, name)``; set here on creation.
         create: creates the actor of a role (``"router"``, ``"ai_pool"``, ``"account"``)
-            and returns its address.
+            on the leader and returns its address.
         send: sends a message to an address.
         base: the actor system base, passed on to every child.
         seed: the engine's seed; each child's is derived from it.
         fork_pids: whether children are processes of ours whose pid can be seen at the
             fork (the multiproc bases).
+        placement: where accounts run; a new one with no member knows only the leader.
+        create_pinned: creates an account on a member: the role and Thespian's
+            ``targetActorRequirements``; needed once a member has joined.
+        log: where members joining and lost are reported.
     """
 
     def __init__(
@@ -59,6 +76,9 @@ class Spawner:
         base: str,
         seed: int,
         fork_pids: bool,
+        placement: Placement | None = None,
+        create_pinned: Callable[[str, dict[str, Any]], Address] | None = None,
+        log: Logger = logger,
     ) -> None:
         self.core = core
         self.addresses = addresses
@@ -67,6 +87,9 @@ class Spawner:
         self._base = base
         self._seed = seed
         self._fork_pids = fork_pids
+        self.placement = placement or Placement(max_instances=core.config.max_instances)
+        self._log = log
+        self._create_pinned = create_pinned
         # What the newest router was configured with: account -> (generation, up?), the
         # failed accounts, and the pool's generation and whether it was up.
         self._told_accounts: dict[str, tuple[int, bool]] = {}
@@ -76,9 +99,20 @@ class Spawner:
     def spawn(self, child: Child) -> None:
         """Create the actor of ``child`` (starting) and send it its ``Configure``."""
         core = self.core
+        requirements = None
+        if child.role == "account":
+            # The core refused an account over max_instances already: this cannot raise.
+            host = self.placement.place(child.name).host
+            requirements = None if host == LEADER else {MEMBER_CAPABILITY: host}
         before = child_pids() if self._fork_pids else set()
-        address = self._create(child.role)  # forks the child's process now on multiproc bases
-        forked = child_pids() - before if self._fork_pids else set()
+        # Forks the child's process now on multiproc bases; a pinned account is created by
+        # its member's admin, later: nothing of ours is forked for it.
+        if requirements is None:
+            address = self._create(child.role)
+        else:
+            assert self._create_pinned is not None, "a member joined a spawner that cannot pin"
+            address = self._create_pinned(child.role, requirements)
+        forked = child_pids() - before if self._fork_pids and requirements is None else set()
         core.child_spawned(child, forked.pop() if len(forked) == 1 else None)
         self.addresses[(child.role, child.name)] = address
         pool = core.children.get(("ai_pool", "ai_pool"))
@@ -112,6 +146,42 @@ class Spawner:
                 failed_accounts=failed,
             ),
         )
+
+    def local_pid(self, child: Child, pid: int | None) -> int | None:
+        """``pid`` when ``child`` runs on the leader, else None: a member's pid is not ours."""
+        if child.role == "account" and self.placement.remote(child.name):
+            return None
+        return pid
+
+    def member_changed(self, event: MemberEvent, now: float) -> tuple[str, ...] | None:
+        """Feed a convention update to the placement.
+
+        Returns:
+            None when the update was ignored (not an engine member, its id taken by a live
+            member at another admin, a stale loss); else the accounts the lost member
+            hosted (``()`` for a join).
+        """
+        who, where = event.member_id, event.admin
+        if not who:
+            return None
+        if event.added:
+            if not self.placement.on_joined(who, where, event.max_accounts, now):
+                self._log.error("member {!r} at {} refused: its id is up elsewhere", who, where)
+                return None
+            self._log.info(
+                "member {!r} joined from {} (max {} accounts)", who, where, event.max_accounts
+            )
+            return ()
+        moved = self.placement.on_lost(who, where, now)
+        if moved is not None:
+            # Re-placing them, fenced, is the next phase of issue 14.
+            self._log.warning(
+                "member {!r} at {} lost; its accounts are not re-placed yet: {}",
+                who,
+                where,
+                ", ".join(moved) or "none",
+            )
+        return moved
 
     def router_up(self, router: Address) -> int:
         """Tell a router that just came up what changed since its ``Configure``.

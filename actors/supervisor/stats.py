@@ -10,6 +10,7 @@ from typing import Any
 from actors.runtime.wiring import ActorReport, Address, StatsQuery, SupervisorStats
 from actors.supervisor.core import SupervisorCore
 from actors.supervisor.lifecycle import ChildState
+from actors.supervisor.placement import Placement
 
 __all__ = ["STATS_TIMEOUT_S", "StatsFanout"]
 
@@ -30,6 +31,8 @@ class StatsFanout:
         pid: the supervisor's process id (None on simpleSystemBase).
         depth: how many commands the supervisor waits to answer.
         process_counters: the counters of the supervisor's process.
+        placement: where each account runs, and the convention's members (counted as
+            ``members_up``, ``members_lost``); None: every account on the leader.
         clock: the time now (``time.time``; tests pass a fake clock).
     """
 
@@ -44,6 +47,7 @@ class StatsFanout:
         pid: int | None,
         depth: Callable[[], int],
         process_counters: Callable[[], dict[str, int]],
+        placement: Placement | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.core = core
@@ -54,6 +58,7 @@ class StatsFanout:
         self._pid = pid
         self._depth = depth
         self._process_counters = process_counters
+        self._placement = placement
         self._clock = clock
         self.pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
 
@@ -90,12 +95,19 @@ class StatsFanout:
             pid=self._pid,
             depth=self._depth(),
             capacity=core.config.max_instances + 2,
-            counters={**core.counters(), **self._process_counters()},
+            counters={
+                **core.counters(),
+                **self._process_counters(),
+                **(self._placement.counters() if self._placement else {}),
+            },
             extra={"admin_pid": os.getppid() if self._pid else None},
         )
         self._send(
             asker,
             SupervisorStats(
-                reports=(own, *reports), children=core.child_table(), counters=core.counters()
+                reports=(own, *reports),
+                children=core.child_table(),
+                counters=core.counters(),
+                placement=self._placement.placements() if self._placement else {},
             ),
         )
