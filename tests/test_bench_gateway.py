@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -18,22 +17,12 @@ from apps.bench.client import LevelResult, WebhookMaker
 from apps.bench.profile import summarize
 from apps.bench.report import Level, Report
 from apps.bench.serve import bare_app, numbers
+from apps.bench.servers import processes_with
 from apps.gateway.signature import HEADER, sign, signature_problem
 from apps.gateway.webhook import decode_payload, parse_payload
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-3f9a1c"
-
-
-def _processes_with(needle: bytes) -> set[int]:
-    """Live processes whose environment holds ``needle`` (every one a run started has it)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.add(int(entry))
-    return found
 
 
 def test_a_short_run_answers_every_webhook_200_on_both_targets_and_leaves_nothing(
@@ -73,7 +62,7 @@ def test_a_short_run_answers_every_webhook_200_on_both_targets_and_leaves_nothin
     assert report["exit_codes"] == {"gateway": 0, "bare": 0}
     # Every process the run started (the servers, the engine's actors) had TMPDIR in its
     # environment; none is left, and neither is anything in the temp directory.
-    assert not _processes_with(f"TMPDIR={run_tmp}".encode())
+    assert not processes_with(f"TMPDIR={run_tmp}".encode())
     assert list(run_tmp.iterdir()) == []
 
 

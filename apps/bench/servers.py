@@ -26,7 +26,7 @@ from typing import IO
 from apps.bench.serve import APP_SECRET_ENV, VERIFY_TOKEN_ENV
 from apps.loadrun.procs import wait_gone
 
-__all__ = ["Server", "Servers", "cpu_seconds"]
+__all__ = ["Server", "Servers", "cpu_seconds", "processes_with"]
 
 _ROOT = str(Path(__file__).resolve().parents[2])
 _MARK_ENV = "BENCH_GATEWAY_MARK"  # not WAE_*: the engine refuses unknown WAE_ variables
@@ -152,15 +152,7 @@ class Servers:
 
     def marked(self) -> set[int]:
         """Every live process that carries this run's marker (the servers and their engine)."""
-        needle = f"{_MARK_ENV}={self.mark}".encode()
-        found = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                # A process gone meanwhile, or not ours to read, is not this run's.
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/environ", "rb") as fh:
-                    if needle in fh.read().split(b"\0"):
-                        found.add(int(entry))
-        return found
+        return processes_with(f"{_MARK_ENV}={self.mark}".encode())
 
     def close(self) -> set[int]:
         """SIGTERM each server, wait for it, then for every marked process to be gone.
@@ -213,3 +205,15 @@ def _first_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
                 return b""
             data += chunk
     return data.split(b"\n", 1)[0]
+
+
+def processes_with(needle: bytes) -> set[int]:
+    """Live processes (not this one) whose environment holds the entry ``needle``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            # A process gone meanwhile, or not ours to read, is not one of them.
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.add(int(entry))
+    return found
