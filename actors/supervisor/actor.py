@@ -5,8 +5,8 @@ child has a new address and a higher generation), tells the router what changed,
 the ordered teardown. Its bookkeeping lives in ``SupervisorCore``; how it learns that a
 child ended (Thespian's notice, or the child's pid) in ``watch``; creating children and
 catching a new router up in ``spawner``; where each account runs (the leader, or a
-convention member it learns of from ``ActorSystemConventionUpdate``) in ``placement``; this
-module is the Thespian shell: it creates actors, sends messages and arms timers.
+convention member it learns of from ``ActorSystemConventionUpdate``) in ``placement``;
+moving a lost member's accounts in ``relocation``; this module is the Thespian shell.
 
 The child classes are imported here, at the top, not when first created: the leader's
 admin, forked after this module is loaded, then has ``AccountActor`` loaded too, which
@@ -48,6 +48,7 @@ from actors.runtime.wiring import (
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import CHILD
 from actors.supervisor.placement import Placement
+from actors.supervisor.relocation import Relocation
 from actors.supervisor.spawner import Spawner
 from actors.supervisor.stats import StatsFanout
 from actors.supervisor.teardown import Teardown
@@ -79,6 +80,7 @@ class SupervisorActor(EngineActor):
         self.teardown: Teardown | None = None
         self.watch: ChildWatch | None = None
         self.spawner: Spawner | None = None
+        self.relocation: Relocation | None = None  # a lost member's accounts move through it
         self._token = 0
 
     def handlers(self) -> dict[type, Callable[[Any, Address], None]]:
@@ -159,6 +161,9 @@ class SupervisorActor(EngineActor):
             create_pinned=self._create,
             log=self.log,
         )
+        self.relocation = Relocation(
+            self.spawner, self.watch, send=self.send, stop=ActorExitRequest, log=self.log
+        )
         self.facade = sender
         if self.pid is not None:  # processes to watch: see actors.supervisor.watch
             self.wakeupAfter_at(time.time() + WATCH_EVERY_S, ("watch",))
@@ -173,8 +178,8 @@ class SupervisorActor(EngineActor):
         return self.createActor(cls, targetActorRequirements=requirements)
 
     def on_convention_update(self, msg: Any, sender: Address) -> None:
-        if self.spawner is not None:
-            self.spawner.member_changed(member_event(msg), time.time())
+        if self.relocation is not None:
+            self.relocation.member_changed(member_event(msg), time.time())
 
     def _spawn(self, child: Child) -> None:
         assert self.spawner is not None, "supervisor used before StartEngine"

@@ -173,10 +173,9 @@ class Spawner:
             )
             return ()
         moved = self.placement.on_lost(who, where, now)
-        if moved is not None:
-            # Re-placing them, fenced, is the next phase of issue 14.
+        if moved is not None:  # actors.supervisor.relocation moves them
             self._log.warning(
-                "member {!r} at {} lost; its accounts are not re-placed yet: {}",
+                "member {!r} at {} lost; re-placing its accounts: {}",
                 who,
                 where,
                 ", ".join(moved) or "none",
