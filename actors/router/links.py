@@ -103,10 +103,9 @@ class Links:
             if address is None:
                 continue  # not known (yet): its items wait
             batch = window.take()
+            del self._due[account_id]  # sent; or the window is full: its ack makes it due
             if batch is None:
-                del self._due[account_id]  # window full: its ack makes it due again
                 continue
-            del self._due[account_id]
             sent = tuple(r for r in batch[1] if waits_for_send(r.message_id))
             out.append(
                 Send(
