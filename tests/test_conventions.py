@@ -175,6 +175,9 @@ def leader(make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.Monke
 def members(tmp_path: Path) -> Iterator[Callable[..., Member]]:
     """Start members; at teardown kill what is left of each and check nothing remains."""
     started: list[Member] = []
+    # Listeners on the members' addresses that were there before this test (another
+    # suite's members on a shared machine) are not this test's to answer for.
+    before = set(_listening(HOSTS))
 
     def start(host: str, member_id: str, leader: Leader, **kw: Any) -> Member:
         member = Member(tmp_path, host, member_id, leader.address, **kw)
@@ -190,7 +193,8 @@ def members(tmp_path: Path) -> Iterator[Callable[..., Member]]:
         assert member.proc.stdout is not None
         member.proc.stdout.close()
     assert not procs.wait_gone(pids, timeout_s=10), "a member's process outlived teardown"
-    assert not _listening(HOSTS), "a port is still open on a member's address"
+    left = [port for port in _listening(HOSTS) if port not in before]
+    assert not left, f"a port is still open on a member's address: {left}"
 
 
 def _clean_env() -> dict[str, str]:
