@@ -16,6 +16,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar, Union
 
+from protocols._trusted import builder_of
 from protocols.errors import ValidationError
 
 __all__ = [
@@ -120,7 +121,7 @@ class Message:
         second that was a third of the work of the simple base. Every field must be given
         or have a default; unknown names raise ``TypeError`` as the constructor would.
         """
-        return _builder_of(cls)(**values)  # type: ignore[no-any-return]
+        return builder_of(cls)(**values)  # type: ignore[no-any-return]
 
     def _validate(self) -> None:
         """Class-specific rules beyond types; raise ``ValidationError``."""
@@ -162,42 +163,6 @@ def message(tag: str, version: int = 1) -> Callable[[type[M]], type[M]]:
         return cls
 
     return register
-
-
-_BUILDERS: dict[type[Message], Callable[..., Any]] = {}
-_NO_VALUE = object()
-
-
-def _builder_of(cls: type[Message]) -> Callable[..., Any]:
-    """A keyword-only function that builds ``cls`` without checks (generated once per class).
-
-    Generated like the dataclass ``__init__`` itself (one assignment per field, defaults
-    bound once), minus ``__post_init__``: a loop over the fields cost as much as the checks.
-    """
-    found = _BUILDERS.get(cls)
-    if found is not None:
-        return found
-    scope: dict[str, Any] = {"new": object.__new__, "put": object.__setattr__, "cls": cls}
-    params, body = [], []
-    for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
-        if f.default_factory is not dataclasses.MISSING:
-            scope[f"_f{i}"] = f.default_factory
-            params.append(f"{f.name}=_NO_VALUE")
-            body.append(f" put(o, {f.name!r}, _f{i}() if {f.name} is _NO_VALUE else {f.name})")
-            scope["_NO_VALUE"] = _NO_VALUE
-        else:
-            if f.default is not dataclasses.MISSING:
-                scope[f"_d{i}"] = f.default
-                params.append(f"{f.name}=_d{i}")
-            else:
-                params.append(f.name)
-            body.append(f" put(o, {f.name!r}, {f.name})")
-    signature = ", ".join(params)
-    source = f"def trusted(*, {signature}):\n o = new(cls)\n" + "\n".join(body) + "\n return o\n"
-    exec(source, scope)  # built from the class's own field names only
-    built: Callable[..., Any] = scope["trusted"]
-    _BUILDERS[cls] = built
-    return built
 
 
 def schema_of(cls: type[Message]) -> tuple[FieldSpec, ...]:
