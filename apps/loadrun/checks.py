@@ -25,6 +25,7 @@ def check(opts: RunOptions) -> list[str]:
     if opts.kill_router and opts.kill_every is None:
         problems.append("--kill-router needs --kill-every")
     problems += _check_durability_modes(opts)
+    problems += _check_members(opts)
     problems += _check_modes(opts)
     if opts.edges == "fake":
         embedded_only = [
@@ -63,6 +64,40 @@ def _check_durability_modes(opts: RunOptions) -> list[str]:
             )
         if opts.soak:
             problems.append("--crash-every and --soak: one or the other")
+    return problems
+
+
+MAX_MEMBERS = 50
+"""``--members``: at most this many (each is an actor system of several processes)."""
+
+
+def _check_members(opts: RunOptions) -> list[str]:
+    """``--members`` needs actor systems that are processes, and one engine for the run."""
+    if not opts.members:
+        extra = [
+            flag
+            for flag, value in (
+                ("--member-kill", opts.member_kill),
+                ("--member-max-accounts", opts.member_max_accounts),
+            )
+            if value is not None
+        ]
+        return [f"{', '.join(extra)} needs --members"] if extra else []
+    problems = []
+    if opts.members > MAX_MEMBERS:
+        problems.append(f"--members must be <= {MAX_MEMBERS}")
+    if not opts.base.startswith("multiproc"):
+        problems.append(
+            f"--members needs a multiproc base (got {opts.base}): members join the engine's "
+            "actor system over TCP (a convention), which simpleSystemBase has not"
+        )
+    for flag, on in (
+        ("--crash-every", opts.crash_every is not None),
+        ("--accounts-sweep", bool(opts.accounts_sweep)),
+        ("--durability-compare", opts.durability_compare),
+    ):
+        if on:
+            problems.append(f"--members and {flag}: one or the other")
     return problems
 
 

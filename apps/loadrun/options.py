@@ -89,6 +89,9 @@ class RunOptions:
     kill_every: float | None = None
     kill_router: bool = False
     crash_every: float | None = None
+    members: int = 0  # convention members started for the run (see members.py)
+    member_max_accounts: int | None = None  # None: members.member_capacity
+    member_kill: float | None = None
     durability_compare: bool = False
     accounts_sweep: tuple[int, ...] = ()  # one run per account count (see sweep.py)
     baseline: bool = False
@@ -202,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--config", dest="config_path", help="TOML file with an [engine] table")
     engine.add_argument("--admin-port", type=int, help="Thespian admin port (default: free port)")
+    engine.add_argument(
+        "--members",
+        type=count,
+        metavar="N",
+        help="start N convention members (python -m apps.member) on 127.0.0.2, 127.0.0.3, "
+        "... joined with a secret made for the run, before the accounts are added, so that "
+        "accounts are placed on them (multiprocTCPBase)",
+    )
+    engine.add_argument(
+        "--member-max-accounts",
+        type=count,
+        metavar="N",
+        help="--members: each member's --max-accounts (default: accounts / (members + 1), "
+        "rounded up)",
+    )
     faults = p.add_argument_group("faults")
     faults.add_argument(
         "--kill-every", type=positive, metavar="S", help="SIGKILL a random account process"
@@ -214,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="SIGKILL the whole engine (the process embedding it and every actor process; "
         "the engine runs in a child process for this) every S seconds and start it again "
         "on the same intake store; the books balance across the restarts",
+    )
+    faults.add_argument(
+        "--member-kill",
+        type=positive,
+        metavar="S",
+        help="--members: every S seconds SIGKILL a member's process groups (round-robin) and "
+        "start a new one in its place; reports when the leader saw it gone and when its "
+        "accounts were up again elsewhere",
     )
     modes = p.add_argument_group("modes and output")
     modes.add_argument("--baseline", action="store_true", help="measure raw Thespian first")

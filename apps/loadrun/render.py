@@ -7,6 +7,7 @@ from typing import Any
 from actors.config import settings
 
 from .render_durability import compare_lines, crash_lines, store_lines
+from .render_members import member_lines
 from .sampler import HOPS
 from .sweep import sweep_lines
 from .tables import cell
@@ -291,6 +292,7 @@ def render(r: dict[str, Any]) -> str:
         out.append(f"  dead-letter journal: {dl['path']} ({dl['bytes']:,} bytes)")
     out += store_lines(r)
     out += crash_lines(r)
+    out += member_lines(r)
     if r["baseline"]:
         b, q = r["baseline"], r["ratios"]
         out += [

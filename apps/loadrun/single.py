@@ -24,6 +24,8 @@ from .driver import Driver, Phases
 from .edges import Edges, make_edges
 from .engine_host import HostSetup
 from .hosted import EngineLike, HostedEngine
+from .member_kills import MemberKiller, members_section
+from .members import MemberSet, accounts_by_host, member_capacity
 from .options import RunOptions, engine_config
 from .progress import Progress
 from .report import build
@@ -79,10 +81,15 @@ def run_once(opts: RunOptions, cfg: EngineConfig, store: RunStore) -> dict[str, 
     return report
 
 
-def _start_embedded(opts: RunOptions, cfg: EngineConfig, edges: Edges) -> Engine:
-    engine = Engine(cfg, base=opts.base, admin_port=opts.admin_port, seed=opts.seed)
+def _start_embedded(
+    opts: RunOptions, cfg: EngineConfig, edges: Edges, members: MemberSet | None = None
+) -> Engine:
+    port = members.admin_port if members is not None else opts.admin_port
+    engine = Engine(cfg, base=opts.base, admin_port=port, seed=opts.seed)
     engine.start()
     try:
+        if members is not None:  # joined before the accounts: they are placed on members
+            members.start_all(engine)
         edges.start()  # the fake servers' threads start after the actor processes
         for spec in edges.providers():
             result = engine.add_provider(spec)
@@ -118,14 +125,34 @@ def _run(
 ) -> dict[str, Any]:
     engine: EngineLike
     host: HostedEngine | None = None
+    members: MemberSet | None = None
+    killer: MemberKiller | None = None
+    spread: dict[str, int] = {}
+    if opts.members:
+        members = MemberSet(
+            opts.members,
+            opts.member_max_accounts or member_capacity(opts.accounts, opts.members),
+            bind=cfg.bind_address,
+            admin_port=opts.admin_port,
+        )
+        cfg = members.secure(cfg)
     if opts.crash_every is not None:
         host = _start_hosted(opts, cfg, edges)
         engine = host
         sampler = Sampler(host, gateway_pid=lambda: host.host_pid if host else os.getpid())
     else:
-        engine = _start_embedded(opts, cfg, edges)
+        try:
+            engine = _start_embedded(opts, cfg, edges, members)
+            spread = accounts_by_host(engine.stats()) if members is not None else {}
+        except BaseException:
+            if members is not None:
+                members.close()
+            raise
         sampler = Sampler(engine)
-    tracker = Tracker(across_restarts=host is not None)
+        if members is not None and opts.member_kill:
+            killer = MemberKiller(engine, members, opts.member_kill, until_s=opts.duration)
+    # Across restarts and members, a second outcome for an id is counted as a duplicate.
+    tracker = Tracker(across_restarts=host is not None or members is not None)
     crashes = CrashBook(opts.crash_every, cfg.intake_path) if opts.crash_every else None
     phases = Phases()
     shutdown: ShutdownReport | None = None
@@ -171,7 +198,13 @@ def _run(
                 if host and opts.crash_every
                 else None,
             )
-            phases = driver.run()
+            if killer is not None:
+                killer.start(time.monotonic(), [account_id(i) for i in range(opts.accounts)])
+            try:
+                phases = driver.run()
+            finally:
+                if killer is not None:
+                    killer.stop()
         finally:
             progress.close()
     finally:
@@ -185,7 +218,8 @@ def _run(
                     crashes.outcomes(late)
         if host is not None:
             leftovers |= host.close()
-    leftovers |= procs.wait_gone(pids, timeout_s=5.0)
+        leftovers |= procs.wait_gone(pids, timeout_s=5.0)
+        closed = members.close() if members is not None else {}  # after the engine's end
     report = build(
         opts=opts,
         cfg=cfg,
@@ -201,6 +235,11 @@ def _run(
     if crashes is not None:
         report["crashes"] = crashes.report(tracker)
         report["crashes"]["last_engine_pids"] = sorted(pids)  # shut down in order at the end
+    if members is not None:
+        report["members"] = members_section(
+            members, killer, spread, sampler.last_stats, tracker, closed
+        )
+        report["members"]["engine_pids"] = sorted(pids)
     return report
 
 

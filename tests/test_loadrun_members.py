@@ -1,0 +1,112 @@
+"""The load runner's members: ``--members N`` and ``--member-kill S`` on multiprocTCPBase.
+
+One short run with two members (``python -m apps.member`` on 127.0.0.2 and 127.0.0.3) and
+four accounts, one member SIGKILLed three seconds in: the books must balance, the report
+must give the kill's detection and re-placement times (printed, never asserted as a
+speed), and nothing of the members or the engine may outlive the run (every pid the
+report names is checked, and no port listens on the members' addresses). Then the
+combinations the runner refuses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from actors.runtime import procs
+from apps.loadrun import parse_args, render, run
+from apps.loadrun.members import SECRET_ENV, listening, member_capacity
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+
+
+def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_books_balance(
+    tmp_path: Path,
+) -> None:
+    assert SECRET_ENV not in os.environ
+    argv = [
+        *("--members=2", "--accounts=4", "--duration=6", "--member-kill=3"),
+        *("--customers=200", "--rate=200", "--quiet"),
+        "--set=recipient_rate_window_s=1",
+        # A message stuck in the engine times out in 30 s, not 120: the books are judged.
+        "--set=processing_timeout_s=30",
+        f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
+    ]
+    report = run(parse_args(argv))
+
+    assert report["exactly_once"]["ok"], report["exactly_once"]
+    m = report["members"]
+    assert (m["count"], m["max_accounts"]) == (2, 2)
+    assert m["accounts_at_start"] == {"m1": 2, "m2": 2}  # spread over both, none on the leader
+    kills = m["member_kill"]["kills"]
+    assert kills, m["member_kill"]
+    first = kills[0]
+    assert first["member"] == "m1"
+    assert len(first["accounts"]) == 2
+    assert first["detected_s"] is not None, first
+    assert first["replaced_s"] is not None, first
+    assert first["lost_event_s"] is not None, first  # the supervisor's own stamps
+    assert first["up_event_s"] is not None, first
+    assert set(first["placed_on"]) == set(first["accounts"])
+    assert "m1" not in first["placed_on"].values()
+    assert m["double_served"] == 0
+    assert m["accepted"] == m["outcomes"] == report["exactly_once"]["owed"]
+    # Nothing outlives the run: every member process, every engine process, no port.
+    assert m["leftover_pids"] == []
+    assert m["leftover_ports"] == []
+    assert not m["failed"]
+    assert report["leftover_processes"] == []
+    assert len(m["pids"]) >= 3 * 3  # three members (one a replacement), several each
+    assert not [pid for pid in [*m["pids"], *m["engine_pids"]] if procs.alive(pid)]
+    assert m["ports"]  # the members' admins and actors listened: none of them still does
+    assert not set(m["ports"]) & set(listening(HOSTS))  # other tests may use these addresses
+    assert SECRET_ENV not in os.environ  # the run's secret went with it
+    lines = render(report).splitlines()
+    assert any(line.startswith("members: 2 on 127.0.0.2, 127.0.0.3") for line in lines)
+    assert any("double-served: 0" in line for line in lines)
+    assert lines[-1].startswith("exactly-once: OK (")
+    print(
+        f"\nmember SIGKILL at {first['t']:.1f} s -> its accounts lost after "
+        f"{first['lost_event_s']:.2f} s, up on {sorted(set(first['placed_on'].values()))} "
+        f"after {first['up_event_s']:.2f} s; "
+        f"{m['accepted']} accepted, {m['outcomes']} outcomes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--base=simpleSystemBase"], "--members needs a multiproc base"),
+        (["--crash-every=5"], "--members and --crash-every: one or the other"),
+        (["--accounts-sweep=4,20"], "--members and --accounts-sweep: one or the other"),
+        (["--durability-compare"], "--members and --durability-compare: one or the other"),
+        (["--members=51"], "--members must be <= 50"),
+    ],
+)
+def test_members_with_a_mode_that_cannot_have_them_is_refused(
+    extra: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--members=2", *extra])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--member-kill=3", "--member-max-accounts=2"])
+def test_member_options_without_members_are_refused(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args([flag])
+    assert exited.value.code == 2
+    assert "needs --members" in capsys.readouterr().err
+
+
+def test_each_member_hosts_an_even_share_with_the_leader_by_default() -> None:
+    assert member_capacity(4, 2) == 2
+    assert member_capacity(20, 2) == 7
+    assert member_capacity(1, 3) == 1
+    opts = parse_args(["--members=2", "--member-kill=10", "--member-max-accounts=9"])
+    assert (opts.members, opts.member_kill, opts.member_max_accounts) == (2, 10.0, 9)
