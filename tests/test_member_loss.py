@@ -7,7 +7,9 @@ its own processes). The loopback transport finishes each send ``LATENCY_S`` afte
 starts, so the replies of the messages submitted just before a member is killed are still
 at its accounts, unconfirmed, when it dies. The tests print how long the leader took to see
 the member gone and to have its accounts up again elsewhere; only a generous deadline is
-asserted. The first tests drive ``actors.supervisor.relocation`` without Thespian.
+asserted. The first tests drive ``actors.supervisor.relocation`` without Thespian,
+the lease fencing included (``actors.cores.lease``); the frozen-member test checks the
+fencing on multiprocTCPBase: a resumed old generation sends nothing its replacement sends.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 from actors.account.actor import LoopbackSent
 from actors.config import EngineConfig
+from actors.cores.lease import LEASE_VALID_FOR_S
 from actors.runtime import procs
 from actors.runtime.convention import MEMBER_CAPABILITY, MemberEvent
-from actors.runtime.wiring import AccountGone
+from actors.runtime.wiring import AccountGone, Configure, LeaseAsk, LeaseGrant
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import ChildState
 from actors.supervisor.placement import LEADER
@@ -94,8 +99,13 @@ class _Rig:
             teardown=teardown,
             forget=lambda address: None,
         )
+        self.clock = 500.0  # the leases' (monotonic) clock
         self.relocation = Relocation(
-            self.spawner, watch, send=lambda to, msg: send((to, msg)), stop=lambda: "EXIT"
+            self.spawner,
+            watch,
+            send=lambda to, msg: send((to, msg)),
+            stop=lambda: "EXIT",
+            clock=lambda: self.clock,
         )
 
     def _made(self, requirements: dict[str, Any] | None) -> str:
@@ -162,6 +172,46 @@ def test_a_member_back_from_another_admin_is_a_new_incarnation_and_nothing_is_se
     assert rig.relocation.stale == {}
 
 
+def test_only_the_current_generation_is_granted_a_lease_and_its_replacement_waits_for_it() -> None:
+    rig = _Rig()
+    rig.member("m-a", "127.0.0.2:1", added=True)
+    child = rig.up("a0")
+    configure = next(msg for to, msg in rig.sent if isinstance(msg, Configure))
+    assert configure.lease_s == LEASE_VALID_FOR_S  # on a member: fenced
+    rig.sent.clear()
+    rig.relocation.lease_asked(LeaseAsk(account_id="a0", generation=1, ask=7), "account#1")
+    assert rig.sent == [("account#1", LeaseGrant(ask=7))]
+    rig.clock = 501.0
+    rig.relocation.lease_asked(LeaseAsk(account_id="a0", generation=1, ask=8), "account#1")
+    rig.clock = 502.5  # the member is seen lost 1.5 s after the last grant
+    rig.member("m-a", "127.0.0.2:1", added=False)
+    # The restart must wait until 503.0: 2 s after the last grant, whatever the member's clock.
+    assert rig.relocation.fence_wait("account", "a0", 1) == pytest.approx(0.5)
+    assert rig.relocation.fence_wait("router", "a0", 1) == 0.0
+    rig.clock = 503.0
+    assert rig.relocation.fence_wait("account", "a0", 1) == 0.0
+    rig.restart(child)
+    leader_configure = [msg for to, msg in rig.sent if isinstance(msg, Configure)][-1]
+    assert leader_configure.lease_s == 0.0  # on the leader: no lease
+    rig.sent.clear()
+    # The old generation resumes and asks: it is told to exit, and granted nothing.
+    rig.relocation.lease_asked(LeaseAsk(account_id="a0", generation=1, ask=9), "account#1")
+    assert rig.sent == [("account#1", "EXIT")]
+    counters = rig.relocation.counters()
+    assert (counters["leases_granted"], counters["leases_refused"]) == (2, 1)
+    assert counters["fence_waits"] == 1
+    rig.relocation.forget("a0")
+    assert rig.relocation.counters()["leases_held"] == 0
+
+
+def test_a_lost_account_that_never_held_a_lease_is_replaced_without_waiting() -> None:
+    rig = _Rig()
+    rig.member("m-a", "127.0.0.2:1", added=True)
+    rig.up("a0")
+    rig.member("m-a", "127.0.0.2:1", added=False)
+    assert rig.relocation.fence_wait("account", "a0", 1) == 0.0
+
+
 # --- on multiprocTCPBase ------------------------------------------------------------------
 
 
@@ -170,7 +220,9 @@ def _accounts(stats: StatsReply) -> dict[str, ActorStats]:
 
 
 def _spread(engine_leader: Leader, members: Callable[..., Member]) -> tuple[Member, Member]:  # noqa: F811
-    """Two members of two accounts each, all four accounts placed on them, an echo provider."""
+    """Two members of two accounts each, all four accounts placed on them, an echo provider.
+
+    Each account on a member holds a lease (``actors.cores.lease``)."""
     engine = engine_leader.engine
     a = members(HOSTS[0], "member-a", engine_leader, max_accounts=2)
     b = members(HOSTS[1], "member-b", engine_leader, max_accounts=2)
@@ -306,6 +358,73 @@ def test_a_member_that_returns_after_being_dropped_has_its_stale_accounts_stoppe
     )
     ids = _submit(leader, 0, 8)
     assert {o.status for o in collect(engine, ids).values()} == {"replied"}
+
+
+def test_a_frozen_members_stale_accounts_send_nothing_once_their_replacement_exists(
+    members: Callable[..., Member],  # noqa: F811 - first: the engine stops before the members
+    leader: Leader,  # noqa: F811
+) -> None:
+    """Fencing: the replies a frozen member's accounts hold are sent once, by the new
+    generation; the old one, resumed after its replacement is up, sends none of them."""
+    engine = leader.engine
+    _, b = _spread(leader, members)
+    lost = {n: e for n, e in _accounts(engine.stats()).items() if e.host == "member-b"}
+    stale_pids = {e.pid for e in lost.values() if e.pid is not None}
+    assert len(stale_pids) == 2
+    ids = _submit(leader, 0, 20)
+    held = [i for n, i in enumerate(ids) if NAMES[n % len(NAMES)] in lost]
+    # Every reply of the lost accounts is at them, its send started and unfinished.
+    wait_for(
+        lambda: sum(_accounts(engine.stats())[n].depth for n in lost) == len(held),
+        what="the replies in flight at the member's accounts",
+    )
+    frozen_at = time.time()
+    with _frozen(_groups(b)):
+        wait_for(
+            lambda: leader.saw(b.admin, added=False),
+            deadline_s=DETECTION_DEADLINE_S,
+            what="the leader dropping the frozen member",
+        )
+        wait_for(
+            lambda: _moved(leader, lost, "member-b"),
+            deadline_s=REPLACED_DEADLINE_S,
+            what="the frozen member's accounts up again elsewhere",
+        )
+        replaced_at = time.time()
+    # Resumed: the old generation finds its lease long gone (or is told it lost it).
+    assert not procs.wait_gone(stale_pids, timeout_s=15), "a stale account actor still runs"
+    stale_gone_at = time.time()
+
+    outcomes = collect(engine, ids, deadline_s=60)  # fails on a second outcome for an id
+    assert len(outcomes) == len(ids)
+    assert {o.status for o in outcomes.values()} == {"replied"}, outcomes
+    stats = engine.stats()
+    router = stats.actor("router")
+    supervisor = stats.actor("supervisor")
+    assert router is not None
+    assert supervisor is not None
+    # A report from the old generation would come for a reply the new one sent too (or
+    # sends now): the router would count it late. None came.
+    assert router.counters.get("late_deliveries", 0) == 0, router.counters
+    new_sends: set[str] = set()
+    for name in lost:
+        new_sends |= {
+            r.message_id for r in engine.ask_child("account", name, LoopbackSent()).records
+        }
+    # The new generations sent every held reply: the old one had sent none before the
+    # freeze, and (no late report) sends none after it.
+    assert new_sends == set(held), (sorted(set(held) - new_sends), sorted(new_sends - set(held)))
+    gone = leader.seen(b.admin, added=False)
+    assert gone is not None
+    counters = supervisor.counters
+    print(
+        f"\nmember SIGSTOP -> seen gone after {gone[0] - frozen_at:.2f} s, its "
+        f"{len(lost)} accounts up elsewhere after {replaced_at - frozen_at:.2f} s "
+        f"({counters.get('fence_waits', 0)} restarts waited for a lease); resumed, its stale "
+        f"actors gone {stale_gone_at - replaced_at:.2f} s later; {len(held)} held replies "
+        f"sent once, by the new generation; {counters.get('leases_granted', 0)} leases "
+        f"granted, {counters.get('leases_refused', 0)} refused"
+    )
 
 
 def _groups(member: Member) -> set[int]:

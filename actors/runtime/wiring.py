@@ -50,6 +50,8 @@ __all__ = [
     "DrainDone",
     "EngineStarted",
     "Forward",
+    "LeaseAsk",
+    "LeaseGrant",
     "LocateRouter",
     "PoolUp",
     "RouterWhereabouts",
@@ -99,6 +101,7 @@ class Configure:
     pool_generation: int = 0
     accounts: tuple[tuple[str, Address, int], ...] = ()
     failed_accounts: tuple[str, ...] = ()
+    lease_s: float = 0.0  # > 0: an account that sends only while it holds a lease this long
 
 
 @crosses_processes
@@ -132,6 +135,28 @@ class AccountGone:
     account_id: str
     state: Literal["down", "failed", "removed"]  # the router's ACCOUNT event; a str, no enum
     token: int = 0
+
+
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseAsk:
+    """Account -> supervisor: renew my lease (``actors.cores.lease``); ``ask`` numbers it.
+
+    Answered ``LeaseGrant`` while ``generation`` is the account's current one, else with
+    ``ActorExitRequest``: a generation the supervisor replaced must not send.
+    """
+
+    account_id: str
+    generation: int
+    ask: int
+
+
+@crosses_processes
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseGrant:
+    """Supervisor -> account: the lease holds ``Configure.lease_s`` from when ``ask`` left."""
+
+    ask: int
 
 
 @crosses_processes

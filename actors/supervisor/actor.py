@@ -39,6 +39,7 @@ from actors.runtime.wiring import (
     DrainDone,
     EngineStarted,
     Forward,
+    LeaseAsk,
     LocateRouter,
     PoolUp,
     StartEngine,
@@ -95,6 +96,8 @@ class SupervisorActor(EngineActor):
             AskChild: self.on_ask_child,
             ActorSystemConventionUpdate: self.on_convention_update,
         }
+        if self.relocation is not None:
+            table[LeaseAsk] = self.relocation.lease_asked
         if self.stats is not None and self.teardown is not None and self.watch is not None:
             table[LocateRouter] = self.on_locate_router
             table[StatsQuery] = self.stats.query
@@ -128,6 +131,7 @@ class SupervisorActor(EngineActor):
             depth=lambda: len(self.waiting),
             process_counters=self.process_counters,
             placement=placement,
+            fencing=lambda: self.relocation.counters() if self.relocation else {},
         )
         self.teardown = Teardown(
             core,
@@ -308,8 +312,9 @@ class SupervisorActor(EngineActor):
         if CHILD.allows(child.state, "stop"):  # else the teardown already asked it
             self._stop_child(child)
         self._core.remove_child(child)  # frees the instance slot now
-        if self.spawner is not None:
+        if self.spawner is not None and self.relocation is not None:
             self.spawner.placement.release(msg.account_id)
+            self.relocation.forget(msg.account_id)
         token = self._next_token()
         self.waiting[token] = (sender, "remove_account", msg.account_id)
         router = self._live_router()
@@ -386,6 +391,11 @@ class SupervisorActor(EngineActor):
         kind = payload[0]
         if kind == "restart":
             _, role, name, generation = payload
+            # A lost member's account waits until its old generation's lease ran out.
+            wait = self.relocation.fence_wait(role, name, generation) if self.relocation else 0
+            if wait > 0:
+                self.wakeupAfter_at(now + wait, payload)
+                return
             child = self._core.children.get((role, name))
             # The child may have been stopped or removed while its restart was pending.
             if (

@@ -21,9 +21,17 @@ actors would then serve one number. So the addresses of the accounts it hosted w
 lost are kept, and when it registers again from that admin each is sent
 ``ActorExitRequest``. A member that comes back from another admin was restarted: its old
 processes died with its old admin (the member command kills them), and an old address
-might now name a new, unrelated actor of the new incarnation, so nothing is sent. What this
-does not cover is the time in between: a member cut off from the leader keeps sending
-from its old actors until it returns (fencing by lease is a later phase of issue 14).
+might now name a new, unrelated actor of the new incarnation, so nothing is sent.
+
+That alone leaves the time in between: a member cut off or frozen keeps (or resumes)
+sending from its old actors. So an account on a member is *fenced* by a lease
+(``actors.cores.lease``): it sends only while it holds one, asking every
+``LEASE_RENEW_EVERY_S``; the grants are answered here (``lease_asked``), to the current
+generation only (an older one is told to exit), and the restart of a lost account waits
+until its old generation's lease has surely run out (``fence_wait``): at most
+``LEASE_VALID_FOR_S`` after the last grant, which the detection (>= 1.3 s) mostly covers.
+Accounts on the leader hold no lease: they end with the leader's processes, and their end
+is learnt from their pid, never guessed.
 
 Like ``ChildWatch``, it gets what it acts on as explicit collaborators and runs without
 Thespian.
@@ -31,13 +39,15 @@ Thespian.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from actors.cores.lease import LEASE_VALID_FOR_S, LeaseDesk
 from actors.runtime.convention import MemberEvent
-from actors.runtime.wiring import Address
+from actors.runtime.wiring import Address, LeaseAsk, LeaseGrant
 from actors.supervisor.lifecycle import ChildState
 from actors.supervisor.spawner import Spawner
 from actors.supervisor.watch import ChildWatch
@@ -56,9 +66,10 @@ class Relocation:
     Args:
         spawner: creates children where the placement says (``spawner.placement``).
         watch: ends children exactly once; a lost member's accounts end through it.
-        send: sends a message to an address (here only ``stop``, to a stale actor).
+        send: sends a message to an address (``stop`` to a stale actor, a lease grant).
         stop: the message that makes an actor exit (Thespian's ``ActorExitRequest()``).
         log: where losses, moves and stale actors are reported.
+        clock: the leases' clock (``time.monotonic``: only durations cross the wire).
     """
 
     def __init__(
@@ -69,6 +80,7 @@ class Relocation:
         send: Callable[[Address, Any], None],
         stop: Callable[[], Any],
         log: Logger = logger,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._spawner = spawner
         self._watch = watch
@@ -79,6 +91,11 @@ class Relocation:
         # ran then). Bounded: a member is lost once before it returns, with at most the
         # accounts it hosted; the entry goes when it returns.
         self.stale: dict[str, tuple[str, list[Address]]] = {}
+        # One entry per account that held a lease (placed on a member once), its last
+        # grant's; the entry of a removed account is forgotten.
+        self.leases = LeaseDesk(valid_for_s=LEASE_VALID_FOR_S)
+        self._clock = clock
+        self._counts = {"leases_granted": 0, "leases_refused": 0, "fence_waits": 0}
 
     def member_changed(self, event: MemberEvent, now: float) -> tuple[str, ...] | None:
         """A convention update: record a join, or move a lost member's accounts.
@@ -137,3 +154,51 @@ class Relocation:
         )
         for address in stale:
             self._send(address, self._stop())
+
+    # --- fencing ----------------------------------------------------------------------------
+
+    def lease_asked(self, msg: LeaseAsk, sender: Address) -> None:
+        """Grant the lease to the account's current generation; tell any other to exit."""
+        child = self._spawner.core.children.get(("account", msg.account_id))
+        if child is None or child.generation != msg.generation or child.state not in _RUNNING:
+            # Replaced (its member was lost), being replaced, or removed: it must not send.
+            self._counts["leases_refused"] += 1
+            self._log.warning(
+                "account {!r} generation {} asked for a lease it lost: telling it to exit",
+                msg.account_id,
+                msg.generation,
+            )
+            self._send(sender, self._stop())
+            return
+        self.leases.grant(msg.account_id, msg.generation, self._clock())
+        self._counts["leases_granted"] += 1
+        self._send(sender, LeaseGrant(ask=msg.ask))
+
+    def fence_wait(self, role: str, name: str, generation: int) -> float:
+        """Seconds before generation ``generation`` of child ``name`` may be replaced.
+
+        0 unless it is an account whose generation held a lease that may still run: then
+        its restart waits, so that the old generation has stopped sending before the new
+        one starts.
+        """
+        if role != "account":
+            return 0.0
+        wait = self.leases.safe_after(name, generation) - self._clock()
+        if wait <= 0:
+            return 0.0
+        self._counts["fence_waits"] += 1
+        self._log.info(
+            "account {!r}: waiting {:.2f} s for generation {}'s lease to run out",
+            name,
+            wait,
+            generation,
+        )
+        return wait
+
+    def forget(self, name: str) -> None:
+        """Account ``name`` was removed: its lease entry goes."""
+        self.leases.forget(name)
+
+    def counters(self) -> dict[str, int]:
+        """The fencing's counters for the supervisor's stats (``supervisor.leases_granted``...)."""
+        return {**self._counts, "leases_held": len(self.leases)}

@@ -18,7 +18,9 @@ Where an account runs is the placement's choice (:mod:`actors.supervisor.placeme
 spawner asks it for the account's host at each creation and pins the actor there with the
 member's id as a requirement (``actors.runtime.convention.pinned_check``); an account with
 no requirement runs on the leader. An account on a member is not a process of ours: its pid
-(on another host) is never watched here, and what it reports is the member's business.
+(on another host) is never watched here, and what it reports is the member's business;
+its ``Configure`` gives it a lease to hold (``lease_s``), so that it stops sending when
+the leader can no longer reach it (``actors.supervisor.relocation``).
 
 Like ``Teardown``, the spawner gets what it acts on as explicit collaborators, so it runs
 without Thespian.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from actors.cores.lease import LEASE_VALID_FOR_S
 from actors.runtime.convention import MEMBER_CAPABILITY, MemberEvent
 from actors.runtime.wiring import AccountGone, AccountUp, Address, Configure, PoolUp
 from actors.supervisor.core import Child, SupervisorCore
@@ -144,6 +147,8 @@ class Spawner:
                     (c.name, self.addresses[(c.role, c.name)], c.generation) for c in listed
                 ),
                 failed_accounts=failed,
+                # An account on a member is fenced (actors.supervisor.relocation).
+                lease_s=0.0 if requirements is None else LEASE_VALID_FOR_S,
             ),
         )
 

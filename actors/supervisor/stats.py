@@ -33,6 +33,7 @@ class StatsFanout:
         process_counters: the counters of the supervisor's process.
         placement: where each account runs, and the convention's members (counted as
             ``members_up``, ``members_lost``); None: every account on the leader.
+        fencing: the lease counters (``Relocation.counters``), when there are leases.
         clock: the time now (``time.time``; tests pass a fake clock).
     """
 
@@ -48,6 +49,7 @@ class StatsFanout:
         depth: Callable[[], int],
         process_counters: Callable[[], dict[str, int]],
         placement: Placement | None = None,
+        fencing: Callable[[], dict[str, int]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.core = core
@@ -59,6 +61,7 @@ class StatsFanout:
         self._depth = depth
         self._process_counters = process_counters
         self._placement = placement
+        self._fencing = fencing
         self._clock = clock
         self.pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
 
@@ -99,6 +102,7 @@ class StatsFanout:
                 **core.counters(),
                 **self._process_counters(),
                 **(self._placement.counters() if self._placement else {}),
+                **(self._fencing() if self._fencing else {}),
             },
             extra={"admin_pid": os.getppid() if self._pid else None},
         )
