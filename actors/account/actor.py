@@ -125,7 +125,13 @@ class AccountActor(RouterServant[DeliveryReport]):
             capacity=c.max_concurrent_processing,
         )
         self.sweep_tick_s = c.sweep_tick_s
-        self.marks = SentMarks(c.intake_path, c.durability) if c.durability != "off" else None
+        # An account on a convention member (it holds a lease) does not open the leader's
+        # intake store: on another host the file is not there, and on one host a second
+        # process tree sharing its WAL killed the leader with SIGBUS in a load run. Its
+        # sends are not marked: after a crash of the leader they may go out again.
+        on_member = msg.lease_s > 0
+        marked = c.durability != "off" and not on_member
+        self.marks = SentMarks(c.intake_path, c.durability) if marked else None
         self.max_texts = 2 * c.max_concurrent_processing
         self.wakeupAfter(timedelta(seconds=self.sweep_tick_s), payload=(_SWEEP,))
         if msg.lease_s > 0:
