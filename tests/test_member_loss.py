@@ -256,9 +256,11 @@ def _moved(leader: Leader, lost: dict[str, ActorStats], away_from: str = "") -> 
     )
 
 
+@pytest.mark.parametrize("kill", ["whole", "admin"])
 def test_a_killed_members_accounts_are_re_placed_and_every_accepted_message_ends_once(
     members: Callable[..., Member],  # noqa: F811 - first: the engine stops before the members
     leader: Leader,  # noqa: F811
+    kill: str,
 ) -> None:
     engine = leader.engine
     _, b = _spread(leader, members)
@@ -272,7 +274,11 @@ def test_a_killed_members_accounts_are_re_placed_and_every_accepted_message_ends
     # In flight at the kill: the lost generation holds their replies, unconfirmed.
     second = _submit(leader, 20, 20)
     killed_at = time.time()
-    pids = b.kill()  # the member's whole process groups: its command and its actor system
+    if kill == "whole":  # the member's whole process groups: its command and actor system
+        pids = b.kill()
+    else:  # its admin alone: the member command then ends what is left of the member
+        pids = b.pids()
+        os.kill(b.up["admin_pid"], signal.SIGKILL)
     assert not procs.wait_gone(pids, timeout_s=10)
 
     wait_for(
@@ -313,7 +319,7 @@ def test_a_killed_members_accounts_are_re_placed_and_every_accepted_message_ends
     assert new_sends <= set(second), sorted(new_sends - set(second))[:5]
     assert not new_sends & set(first)
     print(
-        f"\nmember SIGKILL -> seen gone after {gone[0] - killed_at:.2f} s, its "
+        f"\nmember SIGKILL ({kill}) -> seen gone after {gone[0] - killed_at:.2f} s, its "
         f"{len(lost)} accounts up on the leader after {replaced_at - killed_at:.2f} s "
         f"(re-creation {replaced_at - gone[0]:.2f} s); {len(outcomes)} accepted, "
         f"{len(outcomes)} replied once; {resent} replies re-sent, {len(new_sends)} sent "
