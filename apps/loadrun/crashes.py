@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from typing import Any
 from protocols import Outcome
 
 from .hosted import GONE_WITHIN_S, HostedEngine, Restart
+from .periodic import Periodic
 from .tracker import Tracker
 
 __all__ = ["Crash", "CrashBook", "Crasher", "finished_in_store"]
@@ -46,7 +45,7 @@ _RECOVERY_KEYS = (
 )
 
 
-class Crasher:
+class Crasher(Periodic):
     """Kills ``host`` every ``every_s`` seconds from its own thread until :meth:`stop`.
 
     Args:
@@ -65,37 +64,20 @@ class Crasher:
         until_s: float | None = None,
         min_up_s: float | None = None,
     ) -> None:
+        super().__init__(every_s, until_s=until_s, name="loadrun-crasher")
         self.host = host
-        self.every_s = every_s
-        self.until_s = until_s
         self.min_up_s = min(every_s / 2, 1.0) if min_up_s is None else min_up_s
         self.kills = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="loadrun-crasher", daemon=True)
-        self._t0 = 0.0
 
-    def start(self, t0: float) -> None:
-        """Start killing; ``t0`` is the run's start (monotonic)."""
-        self._t0 = t0
-        self._thread.start()
+    def done(self) -> int:
+        return self.kills
 
-    def stop(self) -> None:
-        """No more kills; returns once the thread has ended."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            due = self._t0 + (self.kills + 1) * self.every_s
-            if self.until_s is not None and due >= self._t0 + self.until_s:
-                return
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            while not self.host.kill(min_up_s=self.min_up_s):
-                if self._stop.wait(_RETRY_S):
-                    return
-            self.kills += 1
+    def act(self) -> bool:
+        while not self.host.kill(min_up_s=self.min_up_s):
+            if self.stopped(_RETRY_S):
+                return False
+        self.kills += 1
+        return True
 
 
 @dataclass(slots=True)

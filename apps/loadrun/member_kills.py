@@ -23,7 +23,6 @@ so these ``stats()`` calls interleave with the driver's.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from protocols import AccountEvent
 
 from .members import UP_TIMEOUT_S, MemberSet, accounts_by_host
+from .periodic import Periodic
 from .tracker import Tracker
 
 __all__ = ["MemberKill", "MemberKiller", "members_section"]
@@ -80,7 +80,7 @@ class MemberKill:
         }
 
 
-class MemberKiller:
+class MemberKiller(Periodic):
     """Kills one member every ``every_s`` seconds from its own thread until :meth:`stop`.
 
     Args:
@@ -93,49 +93,35 @@ class MemberKiller:
     def __init__(
         self, engine: Any, members: MemberSet, every_s: float, *, until_s: float | None
     ) -> None:
+        super().__init__(every_s, until_s=until_s, name="loadrun-member-kill")
         self.engine = engine
         self.members = members
-        self.every_s = every_s
-        self.until_s = until_s
         self.kills: list[MemberKill] = []
         self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="loadrun-member-kill", daemon=True)
-        self._t0 = 0.0
         self._events: list[AccountEvent] = []  # appended by the driver's outcomes() calls
 
-    def start(self, t0: float, accounts: list[str]) -> None:
-        """Start killing; ``t0`` is the run's start (monotonic).
+    def watch(self, accounts: list[str]) -> None:
+        """Subscribe to the ``accounts``' status events (before :meth:`start`).
 
-        Subscribes to the ``accounts``' status events first: the supervisor stamps each
-        with its own clock (``disconnected`` when it takes the account as lost,
-        ``restarted`` when its new generation is up), which times a kill to the
-        millisecond where ``stats()`` only brackets it.
+        The supervisor stamps each with its own clock (``disconnected`` when it takes the
+        account as lost, ``restarted`` when its new generation is up), which times a kill
+        to the millisecond where ``stats()`` only brackets it.
         """
         for account in accounts:
             self.engine.subscribe(account, self._events.append)
-        self._t0 = t0
-        self._thread.start()
 
-    def stop(self) -> None:
-        """No more kills; returns once a kill being followed is seen through (bounded)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def done(self) -> int:
+        return len(self.kills)
 
-    def _loop(self) -> None:
+    def act(self) -> bool:
+        if self.error is not None or not self.members.live:
+            return False
         try:
-            while True:
-                due = self._t0 + (len(self.kills) + 1) * self.every_s
-                if self.until_s is not None and due >= self._t0 + self.until_s:
-                    return
-                if self._stop.wait(max(0.0, due - time.monotonic())):
-                    return
-                if not self.members.live:
-                    return
-                self._kill_one()
+            self._kill_one()
         except Exception as exc:  # the engine stopped answering: the report says so
             self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
 
     def _kill_one(self) -> None:
         victim = self.members.live[0]

@@ -199,7 +199,8 @@ def _run(
                 else None,
             )
             if killer is not None:
-                killer.start(time.monotonic(), [account_id(i) for i in range(opts.accounts)])
+                killer.watch([account_id(i) for i in range(opts.accounts)])
+                killer.start(time.monotonic())
             try:
                 phases = driver.run()
             finally:

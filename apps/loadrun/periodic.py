@@ -1,0 +1,62 @@
+"""A fault on a clock: the k-th is due ``k * every_s`` after the start, from its own thread.
+
+``--crash-every`` (:class:`~apps.loadrun.crashes.Crasher`) and ``--member-kill``
+(:class:`~apps.loadrun.member_kills.MemberKiller`) both act on this clock; each says what
+one act is and how many it has done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+__all__ = ["Periodic"]
+
+
+class Periodic:
+    """Calls :meth:`act` every ``every_s`` seconds from a daemon thread until :meth:`stop`.
+
+    Args:
+        every_s: the period; act k is due ``k * every_s`` after :meth:`start`.
+        until_s: nothing is due this long after :meth:`start` or later (the end of the
+            offer phase of a timed run).
+        name: the thread's name.
+    """
+
+    def __init__(self, every_s: float, *, until_s: float | None, name: str) -> None:
+        self.every_s = every_s
+        self.until_s = until_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._t0 = 0.0
+
+    def start(self, t0: float) -> None:
+        """Start the clock; ``t0`` is the run's start (monotonic)."""
+        self._t0 = t0
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Nothing more is due; returns once an act under way has ended."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def done(self) -> int:
+        """Acts done so far (the next is due after ``done() + 1`` periods)."""
+        raise NotImplementedError  # pragma: no cover - each subclass counts its own
+
+    def act(self) -> bool:
+        """One act, in the clock's thread; False ends the clock."""
+        raise NotImplementedError  # pragma: no cover
+
+    def stopped(self, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` (for a retry inside :meth:`act`); True once stopped."""
+        return self._stop.wait(wait_s)
+
+    def _loop(self) -> None:
+        while True:
+            due = self._t0 + (self.done() + 1) * self.every_s
+            if self.until_s is not None and due >= self._t0 + self.until_s:
+                return
+            if self._stop.wait(max(0.0, due - time.monotonic())) or not self.act():
+                return
