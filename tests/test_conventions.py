@@ -96,6 +96,15 @@ class Leader:
     def saw(self, *admins: str, added: bool = True) -> bool:
         return all(self.seen(a, added=added) is not None for a in admins)
 
+    def wait_gone(
+        self, admin: str, *, what: str, deadline_s: float = DETECTION_DEADLINE_S
+    ) -> float:
+        """Wait until the leader has seen ``admin`` leave; return when it did (epoch s)."""
+        wait_for(lambda: self.saw(admin, added=False), deadline_s=deadline_s, what=what)
+        gone = self.seen(admin, added=False)
+        assert gone is not None
+        return gone[0]
+
 
 class Member:
     """One ``python -m apps.member`` process; its JSON events are read by a thread."""
@@ -367,15 +376,9 @@ def test_a_killed_member_is_seen_gone_by_the_leader_and_the_detection_time_is_pr
     killed_at = time.time()
     pids = b.kill()  # the whole member: its command and its actor system
     assert not procs.wait_gone(pids, timeout_s=10)
-    wait_for(
-        lambda: leader.saw(b.admin, added=False),
-        deadline_s=DETECTION_DEADLINE_S,
-        what="the leader seeing the killed member gone",
-    )
-    gone = leader.seen(b.admin, added=False)
-    assert gone is not None
+    gone = leader.wait_gone(b.admin, what="the leader seeing the killed member gone")
     print(
-        f"\nmember SIGKILL -> leader saw remoteAdded=False after {gone[0] - killed_at:.2f} s "
+        f"\nmember SIGKILL -> leader saw remoteAdded=False after {gone - killed_at:.2f} s "
         f"(timers {dict(convention.TIMERS)})"
     )
     # A survivor dropped too is said, not failed: under load a registration can be late.
@@ -392,10 +395,8 @@ def test_a_member_stopped_by_sigterm_leaves_at_once_and_leaves_no_process(
     stopped_at = time.time()
     member.proc.send_signal(signal.SIGTERM)
     assert member.proc.wait(30) == 0
-    wait_for(lambda: leader.saw(member.admin, added=False), what="the leave")
-    gone = leader.seen(member.admin, added=False)
-    assert gone is not None
-    print(f"\nmember SIGTERM -> leader saw remoteAdded=False after {gone[0] - stopped_at:.2f} s")
+    gone = leader.wait_gone(member.admin, what="the leave", deadline_s=20.0)
+    print(f"\nmember SIGTERM -> leader saw remoteAdded=False after {gone - stopped_at:.2f} s")
     wait_for(lambda: member.said("down"), what="the member's down event")
     assert not procs.wait_gone(pids, timeout_s=10)
     assert not _listening((HOSTS[0],))
@@ -418,11 +419,7 @@ def test_a_member_whose_admin_died_kills_its_other_processes_and_exits_1(
         f"{time.monotonic() - killed_at:.2f} s"
     )
     assert member.said("admin-lost")
-    wait_for(
-        lambda: leader.saw(member.admin, added=False),
-        deadline_s=DETECTION_DEADLINE_S,
-        what="the leader seeing the member gone",
-    )
+    leader.wait_gone(member.admin, what="the leader seeing the member gone")
 
 
 # --- refusing to start ------------------------------------------------------------------

@@ -281,13 +281,7 @@ def test_a_killed_members_accounts_are_re_placed_and_every_accepted_message_ends
         os.kill(b.up["admin_pid"], signal.SIGKILL)
     assert not procs.wait_gone(pids, timeout_s=10)
 
-    wait_for(
-        lambda: leader.saw(b.admin, added=False),
-        deadline_s=DETECTION_DEADLINE_S,
-        what="the leader seeing the killed member gone",
-    )
-    gone = leader.seen(b.admin, added=False)
-    assert gone is not None
+    gone = leader.wait_gone(b.admin, what="the leader seeing the killed member gone")
     wait_for(
         lambda: _moved(leader, lost, "member-b"),
         deadline_s=REPLACED_DEADLINE_S,
@@ -319,9 +313,9 @@ def test_a_killed_members_accounts_are_re_placed_and_every_accepted_message_ends
     assert new_sends <= set(second), sorted(new_sends - set(second))[:5]
     assert not new_sends & set(first)
     print(
-        f"\nmember SIGKILL ({kill}) -> seen gone after {gone[0] - killed_at:.2f} s, its "
+        f"\nmember SIGKILL ({kill}) -> seen gone after {gone - killed_at:.2f} s, its "
         f"{len(lost)} accounts up on the leader after {replaced_at - killed_at:.2f} s "
-        f"(re-creation {replaced_at - gone[0]:.2f} s); {len(outcomes)} accepted, "
+        f"(re-creation {replaced_at - gone:.2f} s); {len(outcomes)} accepted, "
         f"{len(outcomes)} replied once; {resent} replies re-sent, {len(new_sends)} sent "
         f"by the new generations"
     )
@@ -339,11 +333,7 @@ def test_a_member_that_returns_after_being_dropped_has_its_stale_accounts_stoppe
     groups = _groups(b)
     with _frozen(groups):
         # No message goes to the frozen member meanwhile (a hung member stalls its senders).
-        wait_for(
-            lambda: leader.saw(b.admin, added=False),
-            deadline_s=DETECTION_DEADLINE_S,
-            what="the leader dropping the frozen member",
-        )
+        leader.wait_gone(b.admin, what="the leader dropping the frozen member")
     wait_for(
         lambda: sum(1 for e in leader.events() if e[1] == b.admin and e[4]) >= 2,
         deadline_s=DETECTION_DEADLINE_S,
@@ -386,11 +376,7 @@ def test_a_frozen_members_stale_accounts_send_nothing_once_their_replacement_exi
     )
     frozen_at = time.time()
     with _frozen(_groups(b)):
-        wait_for(
-            lambda: leader.saw(b.admin, added=False),
-            deadline_s=DETECTION_DEADLINE_S,
-            what="the leader dropping the frozen member",
-        )
+        leader.wait_gone(b.admin, what="the leader dropping the frozen member")
         wait_for(
             lambda: _moved(leader, lost, "member-b"),
             deadline_s=REPLACED_DEADLINE_S,
@@ -420,11 +406,10 @@ def test_a_frozen_members_stale_accounts_send_nothing_once_their_replacement_exi
     # The new generations sent every held reply: the old one had sent none before the
     # freeze, and (no late report) sends none after it.
     assert new_sends == set(held), (sorted(set(held) - new_sends), sorted(new_sends - set(held)))
-    gone = leader.seen(b.admin, added=False)
-    assert gone is not None
+    gone = leader.wait_gone(b.admin, what="the leader dropping the frozen member")
     counters = supervisor.counters
     print(
-        f"\nmember SIGSTOP -> seen gone after {gone[0] - frozen_at:.2f} s, its "
+        f"\nmember SIGSTOP -> seen gone after {gone - frozen_at:.2f} s, its "
         f"{len(lost)} accounts up elsewhere after {replaced_at - frozen_at:.2f} s "
         f"({counters.get('fence_waits', 0)} restarts waited for a lease); resumed, its stale "
         f"actors gone {stale_gone_at - replaced_at:.2f} s later; {len(held)} held replies "
