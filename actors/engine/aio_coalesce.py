@@ -29,7 +29,10 @@ from actors.cores._args import require_int
 from actors.errors import EngineError
 from protocols import Accepted, InboundMessage, Rejected
 
-__all__ = ["Coalescer", "Flight", "FlightStats", "refuse_waiting"]
+__all__ = ["MAX_FLIGHT_MESSAGES", "Coalescer", "Flight", "FlightStats", "refuse_waiting"]
+
+MAX_FLIGHT_MESSAGES = 2_000
+"""The most messages one flight carries by default (one larger submission flies alone)."""
 
 W = TypeVar("W")
 Result = Accepted | Rejected
@@ -89,7 +92,9 @@ class Coalescer(Generic[W]):
             a submission past it (a submission that finds nothing waiting is always taken).
     """
 
-    def __init__(self, *, max_flight_messages: int = 2_000, max_waiting_messages: int) -> None:
+    def __init__(
+        self, *, max_flight_messages: int = MAX_FLIGHT_MESSAGES, max_waiting_messages: int
+    ) -> None:
         self.max_flight_messages = require_int(
             "max_flight_messages", max_flight_messages, minimum=1
         )

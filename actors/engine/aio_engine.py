@@ -32,7 +32,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from actors.config import EngineConfig
-from actors.engine.aio_coalesce import Coalescer, Flight, FlightStats, refuse_waiting
+from actors.engine.aio_coalesce import (
+    MAX_FLIGHT_MESSAGES,
+    Coalescer,
+    Flight,
+    FlightStats,
+    refuse_waiting,
+)
 from actors.engine.aio_outcomes import OutcomeFeed
 from actors.engine.facade import Engine
 from actors.engine.listeners import Subscription
@@ -87,7 +93,7 @@ class AsyncEngine:
         config: EngineConfig | None = None,
         *,
         engine: Engine | None = None,
-        max_flight_messages: int = 2_000,
+        max_flight_messages: int = MAX_FLIGHT_MESSAGES,
         max_waiting_messages: int | None = None,
         **engine_kwargs: Any,
     ) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from actors import BASES, EngineConfig
 from actors.config import loading, settings
+from actors.engine.aio_coalesce import MAX_FLIGHT_MESSAGES
 from actors.errors import ConfigError
 
 from .argtypes import batch_size, count, count_list, fraction, non_negative, positive, setting
@@ -56,8 +57,8 @@ COMPARE_DURATION_S = 20.0
 DURABILITY_ORDER = ("fsync", "os", "off")
 """The measurements of ``--durability-compare``, in the order they run."""
 SWEEP_DURATION_S = 20.0
-AUTO_BATCH_MAX = 2_000
-"""The most one auto-sized submission carries (the AsyncEngine's flight holds as many)."""
+AUTO_BATCH_MAX = MAX_FLIGHT_MESSAGES
+"""The most one auto-sized submission carries: as many as an AsyncEngine flight."""
 """``--accounts-sweep``: each step runs this long unless ``--duration`` or ``--messages``
 says otherwise."""
 
