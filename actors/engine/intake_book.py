@@ -51,7 +51,6 @@ class MessageBook:
         self.ledger = self._new_ledger(0)
         self.intake: IntakeKeeper | None = None
         self.ready: deque[Outcome] = deque()
-        self._unrecorded: list[Outcome] = []
 
     def _new_ledger(self, recovered: int) -> Ledger:
         c = self.config
@@ -95,9 +94,8 @@ class MessageBook:
         Every outcome is recorded and ready; see :func:`actors.engine.shutdown.settle`.
         """
         settled = settle(done, self.ledger, keep_unfinished=self.durable)
-        self._unrecorded += settled.outcomes
         self.ready.extend(settled.outcomes)
-        self.record()
+        self.record(handed=settled.outcomes)  # the store closes next: recorded now
         return settled
 
     def close(self) -> None:
@@ -146,9 +144,8 @@ class MessageBook:
         waits in :attr:`ready` (a late answer set aside, a recovered outcome) is still
         unfinished in the store, so a crash before it is handed out recovers it.
         """
-        outcomes, self._unrecorded = self._unrecorded + list(handed), []
         if self.intake is not None:
-            self.intake.record(accepted, outcomes)
+            self.intake.record(accepted, handed)
 
     def take_ready(self, max_items: int) -> list[Outcome]:
         n = min(max_items, len(self.ready))
