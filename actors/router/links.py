@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from actors.cores.window import BatchWindow
 from actors.router.effects import Send
@@ -30,6 +31,8 @@ __all__ = ["HOPS", "Links"]
 
 HOPS = ("submit", "outcomes", "to_pool", "from_pool", "to_accounts", "from_accounts")
 """The router's hops, as named in its ``hop.*`` counters."""
+
+Item = TypeVar("Item", AIRequest, OutboundReply)
 
 Live = Callable[[str], bool]
 """Whether the message with this id still expects what the item asks (AI or send)."""
@@ -84,14 +87,9 @@ class Links:
         if pool is not None:
             taken = self._pool.take()
             if taken is not None:
-                requests = tuple(r for r in taken[1] if waits_for_ai(r.message_id))
-                out.append(
-                    Send(
-                        to=pool,
-                        msg=AIBatch.trusted(requests=requests, generation=generation, seq=taken[0]),
-                    )
-                )
-                self._count("to_pool", len(requests))
+                seq, requests = self._leaving(taken, waits_for_ai, "to_pool")
+                ai = AIBatch.trusted(requests=requests, generation=generation, seq=seq)
+                out.append(Send(to=pool, msg=ai))
         for account_id, replies in to_accounts.items():
             self._window(account_id).offer(replies)
             self._due[account_id] = None
@@ -106,14 +104,9 @@ class Links:
             del self._due[account_id]  # sent; or the window is full: its ack makes it due
             if batch is None:
                 continue
-            sent = tuple(r for r in batch[1] if waits_for_send(r.message_id))
-            out.append(
-                Send(
-                    to=address,
-                    msg=SendBatch.trusted(replies=sent, generation=generation, seq=batch[0]),
-                )
-            )
-            self._count("to_accounts", len(sent))
+            seq, leaving = self._leaving(batch, waits_for_send, "to_accounts")
+            sends = SendBatch.trusted(replies=leaving, generation=generation, seq=seq)
+            out.append(Send(to=address, msg=sends))
         if cancel_pool and pool is not None:
             out.append(
                 Send(
@@ -122,6 +115,15 @@ class Links:
                 )
             )
         return out
+
+    def _leaving(
+        self, taken: tuple[int, list[Item]], live: Live, hop: str
+    ) -> tuple[int, tuple[Item, ...]]:
+        """A batch's sequence number and the items still live in it, counted on ``hop``."""
+        seq, items = taken
+        leaving = tuple(item for item in items if live(item.message_id))
+        self._count(hop, len(leaving))
+        return seq, leaving
 
     def _window(self, account_id: str) -> BatchWindow[OutboundReply]:
         window = self._accounts.get(account_id)
