@@ -20,7 +20,7 @@ from actors.runtime.wiring import (
 )
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import ChildState
-from actors.supervisor.stats import STATS_TIMEOUT_S, StatsFanout
+from actors.supervisor.stats import STATS_REASK_S, STATS_TIMEOUT_S, StatsFanout
 from actors.supervisor.teardown import Teardown
 from protocols import ShutdownRequest, StageReport
 
@@ -326,3 +326,39 @@ def test_stats_missing_a_child_are_answered_when_the_timer_fires() -> None:
     assert [r.role for r in answer.reports] == ["supervisor"]
     stats.report(report(1, "router"), "router@1")  # too late: dropped
     assert len(host.sent) == 2
+
+
+def test_a_child_that_left_a_question_unanswered_is_not_asked_again_until_it_answers() -> None:
+    """A frozen member's account is asked once, not at every ``stats()``: each question to
+    a peer that does not read stays a pending transmit in the supervisor."""
+    core, clock = supervisor(), Clock()
+    up(core, "router")
+    up(core, "ai_pool")
+    host = Host(core)
+    stats = fanout(core, host, clock)
+    stats.query(StatsQuery(token=0), "facade")  # token 1: both asked
+    stats.report(report(1, "router"), "router@1")
+    stats.finish(1)  # the pool never answered
+    host.sent.clear()
+
+    stats.query(StatsQuery(token=0), "facade")  # token 2: only the router is asked
+    assert host.sent == [("router@1", StatsQuery(token=2))]
+    stats.report(report(2, "router"), "router@1")  # all asked answered: no 1 s wait
+    _, answer = host.sent[-1]
+    assert [r.role for r in answer.reports] == ["supervisor", "router"]
+    counters = answer.reports[0].counters
+    assert (counters["stats_unanswered"], counters["stats_not_asked"]) == (1, 1)
+
+    clock.now += STATS_REASK_S - 0.001  # just before the re-ask: still not asked
+    host.sent.clear()
+    stats.query(StatsQuery(token=0), "facade")
+    assert [to for to, _ in host.sent[:1]] == ["router@1"]
+    assert ("ai_pool@1", StatsQuery(token=3)) not in host.sent
+    clock.now += 0.001  # at the bound: asked again
+    host.sent.clear()
+    stats.query(StatsQuery(token=0), "facade")
+    assert ("ai_pool@1", StatsQuery(token=4)) in host.sent
+    stats.report(report(1, "ai_pool"), "ai_pool@1")  # a late answer: it reads again
+    host.sent.clear()
+    stats.query(StatsQuery(token=0), "facade")
+    assert ("ai_pool@1", StatsQuery(token=5)) in host.sent

@@ -47,17 +47,14 @@ Capabilities
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
-import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from actors.runtime.thespian_fixes import require_pinned_thespian
+from actors.runtime import thespian_env
+from actors.runtime.thespian_env import ThespianSetting
 
 __all__ = [
     "CONVENTION_ADDRESS_CAPABILITY",
@@ -105,21 +102,12 @@ CONVENTION_ADDRESS_CAPABILITY = "Convention Address.IPv4"
 _MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def _period(text: str) -> timedelta:
-    minutes, seconds = (int(part) for part in text.split(":"))
-    return timedelta(minutes=minutes, seconds=seconds)
-
-
-def _wanted() -> dict[str, Any]:
-    """:data:`TIMERS` as the values Thespian's module holds once it has read them."""
-    return {
-        name: int(text) if name.endswith("_MAX") else _period(text) for name, text in TIMERS.items()
-    }
+_SETTINGS = tuple(ThespianSetting(name, text, THESPIAN_MODULE) for name, text in TIMERS.items())
 
 
 def detection_bound_s() -> float:
     """The longest a lost member goes unnoticed with :data:`TIMERS`: expiry, plus one look."""
-    wanted = _wanted()
+    wanted = {s.env: s.value() for s in _SETTINGS}
     period = wanted["CONVENTION_REREGISTRATION_PERIOD"].total_seconds()
     return float(period * wanted["CONVENTION_REGISTRATION_MISS_MAX"] + period)
 
@@ -129,29 +117,14 @@ def apply() -> None:
 
     Call before ``ActorSystem(...)`` (``install_patches`` does). The environment first, so
     that Thespian reads them itself when it imports its convention module; then, if that
-    module was imported already, its globals.
+    module was imported already, its globals (:mod:`actors.runtime.thespian_env`).
     """
-    for name, text in TIMERS.items():
-        os.environ[name] = text
-    module = sys.modules.get(THESPIAN_MODULE)
-    if module is not None:
-        require_pinned_thespian("actors.runtime.convention", f"the globals of {THESPIAN_MODULE}")
-        for name, value in _wanted().items():
-            setattr(module, name, value)
+    thespian_env.apply(_SETTINGS, by="actors.runtime.convention")
 
 
 def effective() -> dict[str, str]:
     """The values Thespian's convention module holds (importing it), written as :data:`TIMERS`."""
-    module = importlib.import_module(THESPIAN_MODULE)
-    out = {}
-    for name in TIMERS:
-        value = getattr(module, name)
-        if isinstance(value, timedelta):
-            minutes, seconds = divmod(int(value.total_seconds()), 60)
-            out[name] = f"{minutes}:{seconds:02d}"
-        else:
-            out[name] = str(value)
-    return out
+    return thespian_env.effective(_SETTINGS)
 
 
 def parse_leader(text: str) -> tuple[str, int]:

@@ -38,6 +38,7 @@ from actors.runtime import (
     netsafe,
     procs,
     thespian_fixes,
+    transmits,
 )
 from actors.runtime.wiring import EngineStarted, StartEngine
 
@@ -49,10 +50,11 @@ def install_patches() -> None:
 
     Called before an actor system starts: every process it forks inherits them (frame
     authentication with a random key until :meth:`SystemHandle.start` sets the engine's),
-    and the convention timers, which Thespian reads when ``ActorSystem(...)`` imports its
-    convention module (:mod:`actors.runtime.convention`).
+    and the convention timers and transmit limits, which Thespian reads when its modules
+    are imported (:mod:`actors.runtime.convention`, :mod:`actors.runtime.transmits`).
     """
     convention.apply()
+    transmits.apply()
     thespian_fixes.apply()
     netsafe.apply()
     frameauth.apply()

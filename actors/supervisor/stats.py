@@ -1,4 +1,12 @@
-"""The supervisor's stats fan-out: ask every live child, answer when all did or after 1 s."""
+"""The supervisor's stats fan-out: ask every live child, answer when all did or after 1 s.
+
+At most one question is outstanding per child: a child that has not answered the last
+one (a frozen member's account, a hung process) is not asked again until it answers or
+:data:`STATS_REASK_S` passed, and is reported from the supervisor's own table meanwhile.
+Each question to a peer that does not read is a transmit Thespian keeps pending for up to
+its transmit timeout (:mod:`actors.runtime.transmits`); a ``stats()`` polled every 100 ms
+would otherwise pile up ten a second per silent child in the supervisor.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ from actors.supervisor.core import SupervisorCore
 from actors.supervisor.lifecycle import ChildState
 from actors.supervisor.placement import Placement
 
-__all__ = ["STATS_TIMEOUT_S", "StatsFanout"]
+__all__ = ["STATS_REASK_S", "STATS_TIMEOUT_S", "StatsFanout"]
 
 STATS_TIMEOUT_S = 1.0
 """A child that has not answered by then is reported from the supervisor's own table."""
+STATS_REASK_S = 10.0
+"""A child whose last question is unanswered is asked again only this long after it."""
 
 
 class StatsFanout:
@@ -64,19 +74,35 @@ class StatsFanout:
         self._fencing = fencing
         self._clock = clock
         self.pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
+        # (role, name) -> (generation, when) of a question not answered yet
+        self._unanswered: dict[tuple[str, str], tuple[int, float]] = {}
+        self.not_asked = 0  # questions not sent: the child's last one was unanswered
 
     def query(self, msg: StatsQuery, sender: Address) -> None:
         token = self._next_token()
-        up = [c for c in self.core.children.values() if c.state is ChildState.UP]
-        self.pending[token] = (sender, [], len(up))
-        for child in up:
-            self._send(self._addresses[(child.role, child.name)], StatsQuery(token=token))
-        if not up:
+        now = self._clock()
+        up = {(c.role, c.name): c for c in self.core.children.values() if c.state is ChildState.UP}
+        for key in [k for k, (gen, _) in self._unanswered.items() if _key_gone(up, k, gen)]:
+            del self._unanswered[key]
+        asked = 0
+        for key, child in up.items():
+            last = self._unanswered.get(key)
+            if last is not None and now - last[1] < STATS_REASK_S:
+                self.not_asked += 1
+                continue
+            self._unanswered[key] = (child.generation, now)
+            self._send(self._addresses[key], StatsQuery(token=token))
+            asked += 1
+        self.pending[token] = (sender, [], asked)
+        if not asked:
             self.finish(token)
         else:
-            self._wake_at(self._clock() + STATS_TIMEOUT_S, ("stats", token))
+            self._wake_at(now + STATS_TIMEOUT_S, ("stats", token))
 
     def report(self, msg: ActorReport, sender: Address) -> None:
+        last = self._unanswered.get((msg.role, msg.name))
+        if last is not None and last[0] == msg.generation:  # late or not, it reads again
+            del self._unanswered[(msg.role, msg.name)]
         pending = self.pending.get(msg.token)
         if pending is None:
             return
@@ -103,6 +129,8 @@ class StatsFanout:
                 **self._process_counters(),
                 **(self._placement.counters() if self._placement else {}),
                 **(self._fencing() if self._fencing else {}),
+                "stats_unanswered": len(self._unanswered),
+                "stats_not_asked": self.not_asked,
             },
             extra={"admin_pid": os.getppid() if self._pid else None},
         )
@@ -115,3 +143,9 @@ class StatsFanout:
                 placement=self._placement.placements() if self._placement else {},
             ),
         )
+
+
+def _key_gone(up: Mapping[tuple[str, str], Any], key: tuple[str, str], generation: int) -> bool:
+    """True when the child asked as ``key`` in ``generation`` is no longer up as such."""
+    child = up.get(key)
+    return child is None or child.generation != generation
