@@ -67,6 +67,7 @@ class Reason(StrEnum):
     SHUTDOWN = "shutdown"  # pending when the shutdown deadline passed
     OUTSIDE_WINDOW = "outside_window"  # WhatsApp 131047: outside the 24 h service window
     ACCOUNT_AUTH = "account_auth"  # WhatsApp 190: the account's token is invalid or expired
+    ACCOUNT_UNRESPONSIVE = "account_unresponsive"  # its actor has not read for account_silence_s
 
 
 STATUSES = frozenset(s.value for s in Status)
@@ -81,6 +82,7 @@ REJECT_REASONS = frozenset(
         Reason.SHUTTING_DOWN,
         Reason.INVALID,
         Reason.ACCOUNT_FAILED,
+        Reason.ACCOUNT_UNRESPONSIVE,
         Reason.ROUTER_FAILED,
     )
 )

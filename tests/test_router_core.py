@@ -130,6 +130,30 @@ def test_a_message_for_a_failed_account_is_rejected_account_failed() -> None:
     assert rejected.detail == "account 'acct-1' has failed"
 
 
+def test_an_account_silent_for_account_silence_s_gets_no_new_message_until_it_reads() -> None:
+    silent = {ACCT: 0.0}
+    core = RouterCore(config(account_silence_s=1.0), silence=lambda a, now: silent[a])
+    core.account_up(ACCT, restarted=False, now=T0)
+    silent[ACCT] = 0.999  # just under the bound: still taken
+    assert isinstance(core.submit([msg("m1")], T0)[0], Accepted)
+    silent[ACCT] = 1.0  # at the bound: refused, and not remembered (a redelivery may pass)
+    rejected = reject(core, msg("m2", C2))
+    assert rejected.reason == "account_unresponsive"
+    assert rejected.detail == "account 'acct-1' has not read for 1.0 s (account_silence_s=1)"
+    assert core.counters()["reject.account_unresponsive"] == 1
+    # What it was accepted before stays accepted; a re-admission is never refused.
+    (readmitted,) = core.submit([msg("m3", C3)], T0, readmit=True)
+    assert isinstance(readmitted, Accepted)
+    silent[ACCT] = 0.0  # it read again (or was replaced): the redelivery is taken
+    assert isinstance(core.submit([msg("m2", C2)], T0)[0], Accepted)
+
+
+def test_account_silence_s_zero_never_refuses_a_silent_account() -> None:
+    core = RouterCore(config(account_silence_s=0.0), silence=lambda a, now: 3600.0)
+    core.account_up(ACCT, restarted=False, now=T0)
+    assert isinstance(core.submit([msg("m1")], T0)[0], Accepted)
+
+
 def test_an_accepted_message_gets_a_deadline_from_its_acceptance_and_goes_to_the_pool() -> None:
     core = router()
 

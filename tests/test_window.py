@@ -113,6 +113,7 @@ def _sends(links: Links, to_pool=(), to_accounts=None, cancel=(), live=lambda _m
         generation=GEN,
         waits_for_ai=live,
         waits_for_send=live,
+        now=kw.get("now", 0.0),
     )
 
 
@@ -209,3 +210,39 @@ def test_links_count_every_hop() -> None:
     assert (counters["hop.submit.batches"], counters["hop.submit.items"]) == (1, 5)
     assert counters["hop.from_pool.items"] == 2
     assert counters["hop.outcomes.batches"] == 0
+
+
+# -- silence: how long a peer has left a batch unacknowledged ---------------------------------
+
+
+def test_a_window_knows_when_its_oldest_unacknowledged_batch_left() -> None:
+    window: BatchWindow[str] = BatchWindow(2)
+    assert window.unacked_since is None
+    window.offer(["a"])
+    window.take(10.0)
+    window.offer(["b"])
+    window.take(11.5)
+    assert window.unacked_since == 10.0
+    window.ack(1)
+    assert window.unacked_since == 11.5  # the next oldest
+    window.ack(2)
+    assert window.unacked_since is None
+    window.offer(["c"])
+    window.take(20.0)
+    window.reset()  # replaced: nothing is in flight to the new peer
+    assert window.unacked_since is None
+
+
+def test_links_say_how_long_an_account_has_not_read() -> None:
+    links = Links(2)
+    assert links.silent_for("acct-1", 100.0) == 0.0  # never sent to
+    _sends(links, to_accounts={"acct-1": [_reply("m1")]}, now=100.0)
+    _sends(links, to_accounts={"acct-2": [_reply("x1", "acct-2")]}, now=100.5)
+    assert links.silent_for("acct-1", 101.25) == pytest.approx(1.25)
+    assert links.silent_for("acct-2", 101.25) == pytest.approx(0.75)
+    links.account_acked("acct-1", 1)
+    assert links.silent_for("acct-1", 105.0) == 0.0  # it read everything: not silent
+    _sends(links, to_accounts={"acct-2": [_reply("x2", "acct-2")]}, now=102.0)
+    assert links.silent_for("acct-2", 103.0) == pytest.approx(2.5)  # the oldest counts
+    assert links.account_replaced("acct-2") == 0  # down: what flew to it is forgotten
+    assert links.silent_for("acct-2", 103.0) == 0.0

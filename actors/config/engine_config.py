@@ -133,6 +133,14 @@ class EngineConfig:
         doc="Batches the router sends a peer (the pool, each account) before one is "
         "acknowledged; past it items wait and leave together at the next acknowledgement.",
     )
+    account_silence_s: float = _key(
+        1.0,
+        lo=0,
+        source=f"{_NEW}: a hung account (a frozen member) must not fill the engine",
+        doc="An account that has left a batch unacknowledged this long is not reading: new "
+        "messages for it are rejected `account_unresponsive` (retryable) until it reads "
+        "again or is replaced; 0 never refuses.",
+    )
     sweep_tick_s: float = _key(
         1.0,
         above=0,

@@ -15,6 +15,11 @@ When the peer is replaced (a restart: new address, new generation), :meth:`reset
 forgets what was in flight to the old one; sequence numbers keep growing, so a late
 acknowledgement from the old peer never counts for the new one.
 
+Silence: :meth:`take` is given the time, and :attr:`unacked_since` is when the oldest
+batch still unacknowledged left. A peer that has not acknowledged a batch for long is not
+reading (a frozen host, a hung process): the router refuses new work for it rather than
+let it fill the engine's capacity (``account_silence_s``).
+
 Bounds: ``window`` batches in flight; the items waiting are not bounded here — they are
 bounded by their producer's credit window (the router's ``ConversationGate``: at most
 ``max_concurrent_processing`` messages are in processing, so at most that many items
@@ -23,6 +28,7 @@ wait or fly toward any peer). Pure: no Thespian, no clock.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Generic, TypeVar
 
 __all__ = ["BatchWindow"]
@@ -37,7 +43,7 @@ class BatchWindow(Generic[T]):
         window: the most batches sent and not yet acknowledged (>= 1).
     """
 
-    __slots__ = ("_acked", "_pending", "_sent", "batches", "items", "window")
+    __slots__ = ("_acked", "_pending", "_sent", "_sent_at", "batches", "items", "window")
 
     def __init__(self, window: int = 2) -> None:
         if window < 1:
@@ -46,6 +52,7 @@ class BatchWindow(Generic[T]):
         self._pending: list[T] = []
         self._sent = 0  # sequence number of the last batch sent
         self._acked = 0  # highest sequence number acknowledged (or forgotten by reset)
+        self._sent_at: deque[tuple[int, float]] = deque()  # (seq, when) of each unacked
         self.batches = 0
         self.items = 0
 
@@ -53,8 +60,8 @@ class BatchWindow(Generic[T]):
         """Queue items for this peer; :meth:`take` says when they leave."""
         self._pending += items
 
-    def take(self) -> tuple[int, list[T]] | None:
-        """The next batch to send, with its sequence number, if the window has room.
+    def take(self, now: float = 0.0) -> tuple[int, list[T]] | None:
+        """The next batch to send at ``now``, with its sequence number, if there is room.
 
         Returns:
             ``(seq, items)`` — every item waiting, in the order offered — or None when
@@ -64,6 +71,7 @@ class BatchWindow(Generic[T]):
             return None
         items, self._pending = self._pending, []
         self._sent += 1
+        self._sent_at.append((self._sent, now))
         self.batches += 1
         self.items += len(items)
         return self._sent, items
@@ -73,6 +81,9 @@ class BatchWindow(Generic[T]):
         if seq <= self._acked or seq > self._sent:
             return False  # old, repeated, or not ours (a sequence of another router)
         self._acked = seq
+        sent_at = self._sent_at
+        while sent_at and sent_at[0][0] <= seq:
+            sent_at.popleft()
         return True
 
     def reset(self) -> list[T]:
@@ -82,6 +93,7 @@ class BatchWindow(Generic[T]):
             The items that were waiting (the caller decides whether they still go).
         """
         self._acked = self._sent
+        self._sent_at.clear()
         items, self._pending = self._pending, []
         return items
 
@@ -89,6 +101,11 @@ class BatchWindow(Generic[T]):
     def in_flight(self) -> int:
         """Batches sent and not acknowledged yet."""
         return self._sent - self._acked
+
+    @property
+    def unacked_since(self) -> float | None:
+        """When the oldest unacknowledged batch left (the ``now`` of its :meth:`take`)."""
+        return self._sent_at[0][1] if self._sent_at else None
 
     @property
     def waiting(self) -> int:

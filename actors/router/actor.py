@@ -69,9 +69,9 @@ class RouterActor(EngineActor):
         }
 
     def configure(self, msg: Configure, sender: Address) -> None:
-        core = RouterCore(msg.config)
-        self.desk = RequestDesk(core, self.generation)
         self.links = Links(msg.config.batch_window)
+        core = RouterCore(msg.config, silence=self.links.silent_for)
+        self.desk = RequestDesk(core, self.generation)
         self.pool = msg.pool
         for account_id, address, _generation in msg.accounts:
             self.accounts[account_id] = address
@@ -193,6 +193,7 @@ class RouterActor(EngineActor):
                 generation=self.generation,
                 waits_for_ai=core.waits_for_ai,
                 waits_for_send=core.waits_for_send,
+                now=now,
             )
         )
         self._perform(self.desk.settle(now))

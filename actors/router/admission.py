@@ -23,6 +23,7 @@ def refusal(
     readmit: bool,
     seen: bool,
     uncollected: int,
+    silent_s: float = 0.0,
 ) -> tuple[str, str] | None:
     """The reason to refuse ``msg`` before it is offered to the gate, if there is one.
 
@@ -35,6 +36,10 @@ def refusal(
             ``max_uncollected_outcomes`` refusal.
         seen: its id is in the router's dedupe set.
         uncollected: outcomes waiting to be collected.
+        silent_s: how long the account has left a batch unacknowledged (its actor is not
+            reading: a frozen member, a hung process); from ``account_silence_s`` on, a
+            new message for it is refused, so that it cannot fill the engine's capacity
+            while it is found out and replaced.
 
     Returns:
         ``(reason, detail)``, or None when nothing refuses it here.
@@ -47,6 +52,12 @@ def refusal(
         return Reason.ACCOUNT_FAILED, f"account {msg.account_id!r} has failed"
     if not readmit and seen:
         return Reason.DUPLICATE, "message id seen before"
+    if not readmit and config.account_silence_s and silent_s >= config.account_silence_s:
+        return (
+            Reason.ACCOUNT_UNRESPONSIVE,
+            f"account {msg.account_id!r} has not read for {silent_s:.1f} s "
+            f"(account_silence_s={config.account_silence_s:g})",
+        )
     if not readmit and uncollected >= config.max_uncollected_outcomes:
         return (
             Reason.CAPACITY,

@@ -15,7 +15,7 @@ window of the whole pipeline, and each downstream actor declares it as its capac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from actors.config import EngineConfig
 from actors.cores.dedupe import DedupeSet
@@ -57,13 +57,17 @@ class RouterCore:
         "_flights",
         "_gate",
         "_outbox",
+        "_silence",
         "alerts",
         "draining",
         "pool_up",
     )
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(
+        self, config: EngineConfig, silence: Callable[[str, float], float] | None = None
+    ) -> None:
         self._config = config
+        self._silence = silence  # account id, now -> how long it has not read (Links)
         self._dedupe = DedupeSet(config.dedupe_capacity)
         self._gate: ConversationGate[InboundMessage] = ConversationGate(
             max_processing=config.max_concurrent_processing,
@@ -120,6 +124,7 @@ class RouterCore:
             readmit=readmit,
             seen=mid in self._dedupe,
             uncollected=len(self._book),
+            silent_s=self._silence(msg.account_id, now) if self._silence else 0.0,
         )
         if refused is not None:
             if refused[0] == Reason.DUPLICATE:

@@ -65,6 +65,7 @@ class Links:
         generation: int,
         waits_for_ai: Live,
         waits_for_send: Live,
+        now: float = 0.0,
     ) -> list[Send]:
         """Queue this turn's items and return the batches that may leave now.
 
@@ -76,6 +77,7 @@ class Links:
             generation: the router's generation, which tags every batch.
             waits_for_ai, waits_for_send: whether a message still expects its AI reply /
                 its send, checked for every item as it leaves.
+            now: the time, kept with each batch that leaves (:meth:`silent_for`).
 
         Returns:
             The sends: the pool's requests first, then each account's replies, then the
@@ -85,7 +87,7 @@ class Links:
         if to_pool:
             self._pool.offer(to_pool)
         if pool is not None:
-            taken = self._pool.take()
+            taken = self._pool.take(now)
             if taken is not None:
                 seq, requests = self._leaving(taken, waits_for_ai, "to_pool")
                 ai = AIBatch.trusted(requests=requests, generation=generation, seq=seq)
@@ -100,7 +102,7 @@ class Links:
             address = accounts.get(account_id)
             if address is None:
                 continue  # not known (yet): its items wait
-            batch = window.take()
+            batch = window.take(now)
             del self._due[account_id]  # sent; or the window is full: its ack makes it due
             if batch is None:
                 continue
@@ -130,6 +132,12 @@ class Links:
         if window is None:
             window = self._accounts[account_id] = BatchWindow(self.window)
         return window
+
+    def silent_for(self, account_id: str, now: float) -> float:
+        """How long account ``account_id`` has left a batch unacknowledged (0.0: none)."""
+        window = self._accounts.get(account_id)
+        since = window.unacked_since if window is not None else None
+        return 0.0 if since is None else max(0.0, now - since)
 
     # --- acknowledgements and replaced peers ------------------------------------------------
 

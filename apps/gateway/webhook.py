@@ -43,7 +43,9 @@ shapes the parser does not know (a change of another field, a non-object), and e
 message by its kind (:data:`~apps.gateway.inbound.MESSAGE_KINDS`: ``text``,
 ``button_reply``, ..., ``audio``, ``other``), submitted or only acknowledged."""
 
-RETRYABLE_REASONS = frozenset({"capacity", "customer_backlog", "shutting_down"})
+RETRYABLE_REASONS = frozenset(
+    {"capacity", "customer_backlog", "shutting_down", "account_unresponsive"}
+)
 """Rejections that a later redelivery can cure: the webhook answers 503 for them."""
 
 _DIGITS = re.compile(r"[0-9]+")
