@@ -1,11 +1,12 @@
-"""The load runner's members: ``--members N`` and ``--member-kill S`` on multiprocTCPBase.
+"""The load runner's members: ``--members N``, ``--member-kill S``, ``--member-freeze S``.
 
 One short run with two members (``python -m apps.member`` on 127.0.0.2 and 127.0.0.3) and
 four accounts, one member SIGKILLed three seconds in: the books must balance, the report
 must give the kill's detection and re-placement times (printed, never asserted as a
 speed), and nothing of the members or the engine may outlive the run (every pid the
-report names is checked, and no port listens on the members' addresses). Then the
-combinations the runner refuses.
+report names is checked, and no port listens on the members' addresses). A second run
+freezes a member for 5 s: it is dropped, its accounts re-placed, it rejoins and its stale
+account actors end. Then the combinations the runner refuses.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_boo
     m = report["members"]
     assert (m["count"], m["max_accounts"]) == (2, 2)
     assert m["accounts_at_start"] == {"m1": 2, "m2": 2}  # spread over both, none on the leader
-    kills = m["member_kill"]["kills"]
+    kills = m["member_kill"]["faults"]
     assert kills, m["member_kill"]
     first = kills[0]
     assert first["member"] == "m1"
@@ -75,6 +76,52 @@ def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_boo
     )
 
 
+def test_a_member_frozen_during_a_run_is_dropped_rejoins_and_its_stale_accounts_end(
+    tmp_path: Path,
+) -> None:
+    """``--member-freeze``: SIGSTOP for 5 s (past the ~3 s detection), then SIGCONT."""
+    argv = [
+        *("--members=2", "--accounts=4", "--duration=18", "--member-freeze=5"),
+        *("--member-freeze-every=11", "--customers=200", "--rate=200", "--quiet"),
+        "--set=recipient_rate_window_s=1",
+        "--set=processing_timeout_s=30",
+        f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
+    ]
+    report = run(parse_args(argv))
+
+    assert report["exactly_once"]["ok"], report["exactly_once"]
+    m = report["members"]
+    assert m["member_kill"] is None
+    freezes = m["member_freeze"]["faults"]
+    assert len(freezes) == 1, m["member_freeze"]
+    (freeze,) = freezes
+    assert (freeze["kind"], freeze["member"], len(freeze["accounts"])) == ("freeze", "m1", 2)
+    assert freeze["frozen_for_s"] >= 5.0
+    assert freeze["detected_s"] is not None, freeze  # 5 s frozen: dropped (~3 s)
+    assert freeze["replaced_s"] is not None, freeze
+    assert freeze["rejoined_s"] is not None, freeze  # back as a member after the SIGCONT
+    assert freeze["stale"] == 2, freeze
+    assert freeze["stale_gone_s"] is not None, freeze
+    assert freeze["others_before_per_s"] > 0, freeze
+    assert freeze["others_during_per_s"] > 0, freeze
+    assert m["started"] == ["m1", "m2"]  # a frozen member is not replaced: it comes back
+    assert m["double_served"] == 0
+    assert m["leftover_pids"] == []
+    assert m["leftover_ports"] == []
+    assert not m["failed"]
+    assert report["leftover_processes"] == []
+    lines = render(report).splitlines()
+    assert any(line.startswith("  member freezes: SIGSTOP") for line in lines)
+    assert lines[-1].startswith("exactly-once: OK (")
+    print(
+        f"\nmember SIGSTOP at {freeze['t']:.1f} s for {freeze['frozen_for_s']:.1f} s -> "
+        f"lost after {freeze['lost_event_s']}, up again after {freeze['up_event_s']} s, "
+        f"rejoined {freeze['rejoined_s']:.2f} s, stale actors gone {freeze['stale_gone_s']:.2f} "
+        f"s; other accounts {freeze['others_before_per_s']:.0f}/s before, "
+        f"{freeze['others_during_per_s']:.0f}/s during"
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "said"),
     [
@@ -83,6 +130,11 @@ def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_boo
         (["--accounts-sweep=4,20"], "--members and --accounts-sweep: one or the other"),
         (["--durability-compare"], "--members and --durability-compare: one or the other"),
         (["--members=51"], "--members must be <= 50"),
+        (["--member-kill=9", "--member-freeze=2"], "--member-kill and --member-freeze: one or"),
+        (
+            ["--member-freeze=5", "--member-freeze-every=10"],
+            "--member-freeze-every (10) must exceed twice --member-freeze (5)",
+        ),
     ],
 )
 def test_members_with_a_mode_that_cannot_have_them_is_refused(
@@ -94,7 +146,9 @@ def test_members_with_a_mode_that_cannot_have_them_is_refused(
     assert said in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--member-kill=3", "--member-max-accounts=2"])
+@pytest.mark.parametrize(
+    "flag", ["--member-kill=3", "--member-max-accounts=2", "--member-freeze=2"]
+)
 def test_member_options_without_members_are_refused(
     flag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

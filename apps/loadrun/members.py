@@ -168,17 +168,27 @@ class MemberProc:
             found |= _engine_procs.descendants(admin)
         return found
 
-    def kill(self) -> set[int]:
-        """SIGKILL its command's process group and its actor system's; return their pids."""
-        pids = self.pids()
-        self.ports |= set(listening((self.host,), of=pids))
+    def _groups(self) -> set[int]:
+        """Its command's process group and its actor system's (the admin's session)."""
         groups = {self.proc.pid}
         with contextlib.suppress(ProcessLookupError):
             if self.up.get("admin_pid"):
                 groups.add(os.getpgid(self.up["admin_pid"]))
-        for group in groups:
+        return groups
+
+    def signal_groups(self, signum: int) -> set[int]:
+        """Send ``signum`` to :meth:`_groups`; return the pids they held (as :meth:`pids`)."""
+        pids = self.pids()
+        for group in self._groups():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
+                os.killpg(group, signum)
+        return pids
+
+    def kill(self) -> set[int]:
+        """SIGKILL its command's process group and its actor system's; return their pids."""
+        pids = self.pids()
+        self.ports |= set(listening((self.host,), of=pids))
+        self.signal_groups(signal.SIGKILL)
         for pid in pids:  # any process that changed groups
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -262,6 +272,11 @@ class MemberSet:
                 return False
             time.sleep(_POLL_S)
         return True
+
+    def rotate(self, member: MemberProc) -> None:
+        """Put ``member`` last: the next fault takes the member harmed longest ago."""
+        self.live.remove(member)
+        self.live.append(member)
 
     def killed(self, member: MemberProc, pids: set[int]) -> None:
         """Book a member killed (its pids are checked at :meth:`close`)."""

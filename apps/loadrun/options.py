@@ -93,6 +93,8 @@ class RunOptions:
     members: int = 0  # convention members started for the run (see members.py)
     member_max_accounts: int | None = None  # None: members.member_capacity
     member_kill: float | None = None
+    member_freeze: float | None = None  # seconds each freeze lasts
+    member_freeze_every: float = 20.0
     durability_compare: bool = False
     accounts_sweep: tuple[int, ...] = ()  # one run per account count (see sweep.py)
     baseline: bool = False
@@ -241,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="--members: every S seconds SIGKILL a member's process groups (round-robin) and "
         "start a new one in its place; reports when the leader saw it gone and when its "
         "accounts were up again elsewhere",
+    )
+    faults.add_argument(
+        "--member-freeze",
+        type=positive,
+        metavar="S",
+        help="--members: SIGSTOP a member's process groups for S seconds, then SIGCONT them "
+        "(round-robin, every --member-freeze-every); reports detection, re-placement, when "
+        "it rejoined and its stale accounts ended, and the other accounts' outcomes/s "
+        "before and during the freeze",
+    )
+    faults.add_argument(
+        "--member-freeze-every",
+        type=positive,
+        metavar="P",
+        help="--member-freeze: one freeze every P seconds (default 20; more than twice S)",
     )
     modes = p.add_argument_group("modes and output")
     modes.add_argument("--baseline", action="store_true", help="measure raw Thespian first")

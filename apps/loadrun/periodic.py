@@ -1,8 +1,8 @@
 """A fault on a clock: the k-th is due ``k * every_s`` after the start, from its own thread.
 
-``--crash-every`` (:class:`~apps.loadrun.crashes.Crasher`) and ``--member-kill``
-(:class:`~apps.loadrun.member_kills.MemberKiller`) both act on this clock; each says what
-one act is and how many it has done.
+``--crash-every`` (:class:`~apps.loadrun.crashes.Crasher`) and the member faults
+(:class:`~apps.loadrun.member_faults.MemberFaults`: ``--member-kill``, ``--member-freeze``)
+act on this clock; each says what one act is and how many it has done.
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ class Periodic:
         until_s: nothing is due this long after :meth:`start` or later (the end of the
             offer phase of a timed run).
         name: the thread's name.
+        lead_s: :meth:`act` is called this long before each due time (an act that first
+            watches the run for a while; ``lead_s`` < ``every_s``).
     """
 
-    def __init__(self, every_s: float, *, until_s: float | None, name: str) -> None:
+    def __init__(
+        self, every_s: float, *, until_s: float | None, name: str, lead_s: float = 0.0
+    ) -> None:
         self.every_s = every_s
         self.until_s = until_s
+        self.lead_s = lead_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._t0 = 0.0
@@ -58,5 +63,6 @@ class Periodic:
             due = self._t0 + (self.done() + 1) * self.every_s
             if self.until_s is not None and due >= self._t0 + self.until_s:
                 return
-            if self._stop.wait(max(0.0, due - time.monotonic())) or not self.act():
+            wait = due - self.lead_s - time.monotonic()
+            if self._stop.wait(max(0.0, wait)) or not self.act():
                 return

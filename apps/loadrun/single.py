@@ -24,7 +24,9 @@ from .driver import Driver, Phases
 from .edges import Edges, make_edges
 from .engine_host import HostSetup
 from .hosted import EngineLike, HostedEngine
-from .member_kills import MemberKiller, members_section
+from .member_faults import MemberFaults, members_section
+from .member_freezes import MemberFreezer
+from .member_kills import MemberKiller
 from .members import MemberSet, accounts_by_host, member_capacity
 from .options import RunOptions, engine_config
 from .progress import Progress
@@ -126,7 +128,7 @@ def _run(
     engine: EngineLike
     host: HostedEngine | None = None
     members: MemberSet | None = None
-    killer: MemberKiller | None = None
+    killer: MemberFaults | None = None
     spread: dict[str, int] = {}
     if opts.members:
         members = MemberSet(
@@ -149,10 +151,19 @@ def _run(
                 members.close()
             raise
         sampler = Sampler(engine)
-        if members is not None and opts.member_kill:
-            killer = MemberKiller(engine, members, opts.member_kill, until_s=opts.duration)
     # Across restarts and members, a second outcome for an id is counted as a duplicate.
     tracker = Tracker(across_restarts=host is not None or members is not None)
+    if members is not None and opts.member_kill:
+        killer = MemberKiller(engine, members, opts.member_kill, until_s=opts.duration)
+    elif members is not None and opts.member_freeze:
+        killer = MemberFreezer(
+            engine,
+            members,
+            opts.member_freeze_every,
+            freeze_s=opts.member_freeze,
+            tracker=tracker,
+            until_s=opts.duration,
+        )
     crashes = CrashBook(opts.crash_every, cfg.intake_path) if opts.crash_every else None
     phases = Phases()
     shutdown: ShutdownReport | None = None

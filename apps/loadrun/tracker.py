@@ -114,6 +114,7 @@ class Tracker:
         self.slow_total = 0
         self.slow_by_outcome: Counter[str] = Counter()
         self._inbound: dict[str, InboundMessage] = {}  # pending id -> its message (who wrote)
+        self.by_account: Counter[str] = Counter()  # outcomes of accepted messages, by account
         # When each submit_many began (from origin) and the messages offered after it: when
         # the n-th message was offered, for the tail's replay (``tail.py``).
         self.offer_log_s = array("d")
@@ -232,8 +233,18 @@ class Tracker:
             self.latencies.add(latency)
             self._window.append(latency)
             inbound = self._inbound.pop(mid, None)
+            if inbound is not None:
+                self.by_account[inbound.account_id] += 1
             if latency >= SLOW_S:
                 self._slow(o, inbound, submitted, latency)
+
+    def outcomes_except(self, accounts: set[str]) -> int:
+        """Outcomes so far of the accounts not in ``accounts`` (safe from another thread)."""
+        while True:
+            try:
+                return sum(n for a, n in list(self.by_account.items()) if a not in accounts)
+            except RuntimeError:  # an account's first outcome was booked meanwhile
+                continue
 
     def _slow(
         self, o: Outcome, inbound: InboundMessage | None, submitted: float, latency: float
