@@ -395,6 +395,7 @@ def test_health_and_metrics_show_the_engine_and_the_gateway(make_engine: EngineF
                 "depth": 0,
                 "restarts": 0,
                 "phone_number_id": PHONE_ID,
+                "host": "leader",
             }
         }
         assert health["can_send"] == ["acct-1"]

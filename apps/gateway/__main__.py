@@ -17,10 +17,15 @@ this module loads whatever is installed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from apps.deps import CORE, HTTP, HTTP_INSTALL, require
+
+if TYPE_CHECKING:
+    from apps.gateway.config import GatewayConfig
 
 __all__ = ["main"]
 
@@ -44,6 +49,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         help="listen port, 0 for any (overrides [gateway] port; --demo: 8080 if free, else any)",
     )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        help="the engine's Thespian admin port, where members join (--config only; "
+        "overrides [gateway] admin_port; 0: any free port)",
+    )
     parser.add_argument("--log-level", default="INFO", help="loguru level (default INFO)")
     parser.add_argument("--json-logs", action="store_true", help="log JSON lines")
     return parser
@@ -56,7 +67,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "wae-gateway") -> int
         0 after a clean stop, 1 when the engine did not start or the port could not be
         bound, 2 for bad options, a bad config or missing dependencies.
     """
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.demo and args.admin_port is not None:
+        parser.error("--admin-port needs --config (the demo's engine picks its own)")
     try:
         require(prog, (*CORE, *HTTP), HTTP_INSTALL)
     except SystemExit as exc:
@@ -77,6 +91,8 @@ def _run_config(args: argparse.Namespace) -> int:
     log = logger.bind(actor="gateway")
     try:
         config = load_gateway_config(args.config)
+        if args.admin_port is not None:  # validated like the file's key
+            config = _with_admin_port(config, args.admin_port)
         secrets = resolve_secrets(config)
     except ConfigError as exc:
         log.error("bad configuration: {}", exc)
@@ -89,6 +105,17 @@ def _run_config(args: argparse.Namespace) -> int:
         log.error("the engine did not start: {}", exc)
         return 1
     return run(Gateway(config, engine, secrets, shutdown_engine=True), host, port)
+
+
+def _with_admin_port(config: GatewayConfig, admin_port: int) -> GatewayConfig:
+    """``config`` with ``--admin-port``; its error names the option, not the dataclass."""
+    from actors.errors import ConfigError
+
+    try:
+        return dataclasses.replace(config, admin_port=admin_port)
+    except ConfigError as exc:
+        where = "--admin-port overrides [gateway]"
+        raise ConfigError(str(exc).replace("GatewayConfig", where, 1)) from None
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -60,12 +60,14 @@ _READ_CHUNK = 64 * 1024
 def start_engine(config: GatewayConfig, *, seed: int | None = None) -> Engine:
     """Start an engine on ``config.base`` with the config's providers and accounts.
 
+    Its admin, where members join, is on ``config.admin_port`` (0: a free one, logged).
     Call it before starting any thread (see the module docstring).
 
     Raises:
         EngineError: a provider or an account was refused (the engine is shut down).
     """
-    engine = Engine(config.engine, base=config.base, seed=seed).start()
+    admin_port = config.admin_port or None  # None: the engine picks a free port
+    engine = Engine(config.engine, base=config.base, admin_port=admin_port, seed=seed).start()
     try:
         add_edges(engine, config)
     except BaseException:

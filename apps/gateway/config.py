@@ -3,21 +3,20 @@
 One file holds four tables::
 
     [gateway]            host, port, secrets' variable names, body limit, Retry-After, base,
-                         read deadlines, connection cap, read receipts, quoting
+                         admin port, read deadlines, connection cap, read receipts, quoting
     [gateway.fallback_replies]   kind = "text": replies to messages the AI cannot read
     [engine]             the EngineConfig keys (read by actors.config.build)
     [[accounts]]         account_id, phone_number_id, transport, options
     [[providers]]        name, kind, priority, daily_limit, active, options
 
 Secrets are never in the file: it names the environment variables that hold them, and
-:func:`resolve_secrets` reads those. Every error names the file, the key and the rule.
+:func:`resolve_secrets` reads those. Every error names the file, the key and the rule
+(the rules: :mod:`apps.gateway._config_rules`).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,11 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from actors.account._cloud_options import DEFAULT_THROUGHPUT_PER_S
-from actors.config import BASES, EngineConfig, build
+from actors.config import EngineConfig, build
 from actors.config.envnames import show_env_name
 from actors.errors import ConfigError
-from apps.gateway.inbound import FALLBACK_KINDS
-from protocols import MAX_TEXT_LEN, AccountSpec, ProviderSpec, Scalar, ValidationError
+from apps.gateway._config_rules import (
+    FALLBACKS,
+    GATEWAY_KEYS,
+    TRANSPORT_KINDS,
+    check_account,
+    check_admin_port,
+    check_fallbacks,
+    check_gateway_key,
+    check_unique,
+    rule_error,
+    unknown_key,
+)
+from protocols import ProviderSpec, Scalar, ValidationError
 
 __all__ = [
     "TRANSPORT_KINDS",
@@ -40,30 +50,6 @@ __all__ = [
     "resolve_secrets",
 ]
 
-TRANSPORT_KINDS = ("loopback", "cloud_api")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PHONE_ID = re.compile(r"[0-9]{1,32}")
-_GATEWAY_KEYS = (
-    "host",
-    "port",
-    "verify_token_env",
-    "app_secret_env",
-    "max_body_bytes",
-    "retry_after_s",
-    "base",
-    "outcome_wait_s",
-    "header_timeout_s",
-    "body_timeout_s",
-    "keepalive_timeout_s",
-    "max_connections",
-    "read_receipts",
-    "typing_indicator",
-    "read_receipt_share",
-    "quote_replies",
-)
-_FLAG_KEYS = ("read_receipts", "typing_indicator", "quote_replies")
-_TIMEOUT_KEYS = ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s")
-_FALLBACKS = "fallback_replies"  # a sub-table of [gateway], checked on its own
 _TABLES = ("gateway", "engine", "accounts", "providers")
 _ACCOUNT_KEYS = ("account_id", "phone_number_id", "transport", "options")
 _PROVIDER_KEYS = ("name", "kind", "priority", "daily_limit", "active", "options")
@@ -79,7 +65,7 @@ class AccountEntry:
     options: dict[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_account(self, "AccountEntry")
+        check_account(self, "AccountEntry")
 
     @property
     def engine_options(self) -> dict[str, Scalar]:
@@ -106,6 +92,9 @@ class GatewayConfig:
         max_body_bytes: largest webhook body read; a larger one is answered 413.
         retry_after_s: the ``Retry-After`` of a 503 (seconds).
         base: the Thespian base of the embedded engine.
+        admin_port: the Thespian admin port of the engine (0: a free port). Fix it to run
+            members on other hosts (``scripts/member --leader HOST:admin_port``);
+            ``simpleSystemBase`` runs no admin, so it must stay 0 there.
         outcome_wait_s: how long one collection of outcomes waits on the engine thread;
             a webhook may queue behind it, so it is short.
         header_timeout_s: a client must send a request's line and headers within this
@@ -138,6 +127,7 @@ class GatewayConfig:
     max_body_bytes: int = 3 * 1024 * 1024
     retry_after_s: int = 5
     base: str = "multiprocTCPBase"
+    admin_port: int = 0
     outcome_wait_s: float = 0.05
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
@@ -153,10 +143,11 @@ class GatewayConfig:
     providers: tuple[ProviderSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in _GATEWAY_KEYS:
-            _check_gateway_key(name, getattr(self, name), "GatewayConfig")
-        _check_fallbacks(self.fallback_replies, "GatewayConfig")
-        _check_unique(self.accounts, "GatewayConfig")
+        for name in GATEWAY_KEYS:
+            check_gateway_key(name, getattr(self, name), "GatewayConfig")
+        check_admin_port(self.admin_port, self.base, "GatewayConfig")
+        check_fallbacks(self.fallback_replies, "GatewayConfig")
+        check_unique(self.accounts, "GatewayConfig")
         names = [p.name for p in self.providers]
         for name in names:
             if names.count(name) > 1:
@@ -216,65 +207,6 @@ def resolve_secrets(config: GatewayConfig, env: Mapping[str, str] | None = None)
     return GatewaySecrets(verify_token=values[0], app_secret=values[1].encode("utf-8"))
 
 
-# --- checks --------------------------------------------------------------------------------
-
-
-def _rule_error(where: str, key: str, value: Any, rule: str) -> ConfigError:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    return ConfigError(f"{where} {key} = {shown}: must be {rule}")
-
-
-def _check_gateway_key(key: str, value: Any, where: str) -> None:
-    kind = type(value)
-    if key == "host":
-        ok, rule = kind is str and bool(value.strip()), "a non-empty string"
-    elif key == "port":
-        ok, rule = kind is int and 0 <= value <= 65535, "an integer from 0 to 65535"
-    elif key in ("verify_token_env", "app_secret_env"):
-        rule = "an environment variable name ([A-Za-z_][A-Za-z0-9_]*), not the secret itself"
-        ok = kind is str and _ENV_NAME.fullmatch(value) is not None
-    elif key == "max_body_bytes":
-        ok, rule = kind is int and value >= 1024, "an integer >= 1024"
-    elif key == "retry_after_s":
-        ok, rule = kind is int and 1 <= value <= 86400, "an integer from 1 to 86400 (seconds)"
-    elif key == "base":
-        ok, rule = value in BASES, f"one of {', '.join(map(repr, BASES))}"
-    elif key in _TIMEOUT_KEYS:
-        ok = kind in (int, float) and 0 < value <= 3600
-        rule = "a number > 0 and <= 3600 (seconds)"
-    elif key == "max_connections":
-        ok, rule = kind is int and 1 <= value <= 1_000_000, "an integer from 1 to 1000000"
-    elif key in _FLAG_KEYS:
-        ok, rule = kind is bool, "true or false"
-    elif key == "read_receipt_share":
-        ok = kind in (int, float) and 0 < value <= 0.5
-        rule = "a number > 0 and <= 0.5 (the part of each number's throughput_per_s)"
-    else:  # outcome_wait_s
-        ok = kind in (int, float) and 0 < value <= 1
-        rule = "a number > 0 and <= 1 (seconds)"
-    if not ok:
-        if key.endswith("_env"):
-            # A wrong value here is often the secret itself, pasted in: never echo it.
-            value = f"<{len(value) if isinstance(value, str) else type(value).__name__} hidden>"
-        raise _rule_error(where, key, value, rule)
-
-
-def _check_fallbacks(table: Any, where: str) -> None:
-    if not isinstance(table, dict):
-        raise ConfigError(f'{where} {_FALLBACKS} must be a table of kind = "reply text"')
-    for kind, text in table.items():
-        if kind not in FALLBACK_KINDS:
-            close = difflib.get_close_matches(str(kind), FALLBACK_KINDS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{where} {_FALLBACKS}: {kind!r} is not a kind the AI cannot read "
-                f"(one of {', '.join(FALLBACK_KINDS)}){hint}"
-            )
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_LEN:
-            rule = f"a non-empty string of at most {MAX_TEXT_LEN} characters"
-            raise _rule_error(where, f"{_FALLBACKS}.{kind}", text, rule)
-
-
 def _throughput(entry: AccountEntry) -> float:
     """The number's configured ``throughput_per_s`` (the transport's default if unset).
 
@@ -287,36 +219,7 @@ def _throughput(entry: AccountEntry) -> float:
     return float(value) if 0 < value < 1e9 else DEFAULT_THROUGHPUT_PER_S
 
 
-def _check_account(entry: AccountEntry, where: str) -> None:
-    if entry.transport not in TRANSPORT_KINDS:
-        rule = f"one of {', '.join(map(repr, TRANSPORT_KINDS))}"
-        raise _rule_error(where, "transport", entry.transport, rule)
-    if type(entry.phone_number_id) is not str or not _PHONE_ID.fullmatch(entry.phone_number_id):
-        raise _rule_error(where, "phone_number_id", entry.phone_number_id, "a string of digits")
-    given = entry.options.get("phone_number_id", entry.phone_number_id)
-    if entry.transport == "cloud_api" and str(given) != entry.phone_number_id:
-        rule = f"the account's phone_number_id {entry.phone_number_id!r} (or left out)"
-        raise _rule_error(where, "options.phone_number_id", given, rule)
-    try:
-        AccountSpec(account_id=entry.account_id, transport=entry.transport, options=entry.options)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _check_unique(accounts: tuple[AccountEntry, ...], where: str) -> None:
-    for attr in ("account_id", "phone_number_id"):
-        seen: set[str] = set()
-        for i, entry in enumerate(accounts):
-            value = getattr(entry, attr)
-            if value in seen:
-                raise ConfigError(f"{where} [[accounts]][{i}] {attr} = {value!r}: appears twice")
-            seen.add(value)
-
-
-def _unknown(key: str, known: tuple[str, ...], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+# --- reading the file ------------------------------------------------------------------------
 
 
 def _table(value: Any, where: str, known: tuple[str, ...]) -> dict[str, Any]:
@@ -324,7 +227,7 @@ def _table(value: Any, where: str, known: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(f"{where} must be a table")
     for key in value:
         if key not in known:
-            raise _unknown(key, known, where)
+            raise unknown_key(key, known, where)
     return value
 
 
@@ -342,7 +245,7 @@ def _options(value: Any, where: str) -> dict[str, Scalar]:
         raise ConfigError(f"{where} options must be a table")
     for key, item in table.items():
         if not isinstance(item, (str, int, float, bool)):
-            raise _rule_error(where, f"options.{key}", item, "a string, number or boolean")
+            raise rule_error(where, f"options.{key}", item, "a string, number or boolean")
     return dict(table)
 
 
@@ -397,12 +300,15 @@ def load_gateway_config(
     except (OSError, ValueError) as exc:  # TOMLDecodeError, and tomllib's int digit limit
         raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
     _table(doc, file, _TABLES)
-    section = _table(doc.get("gateway", {}), f"{file} [gateway]", (*_GATEWAY_KEYS, _FALLBACKS))
+    section = _table(doc.get("gateway", {}), f"{file} [gateway]", (*GATEWAY_KEYS, FALLBACKS))
     for key, value in section.items():
-        if key == _FALLBACKS:
-            _check_fallbacks(value, f"{file} [gateway]")
+        if key == FALLBACKS:
+            check_fallbacks(value, f"{file} [gateway]")
         else:
-            _check_gateway_key(key, value, f"{file} [gateway]")
+            check_gateway_key(key, value, f"{file} [gateway]")
+    # Checked here too, so that the error names the [gateway] table like the others.
+    if "base" in section:
+        check_admin_port(section.get("admin_port", 0), section["base"], f"{file} [gateway]")
     accounts = tuple(
         _account(item, f"{file} [[accounts]][{i}]")
         for i, item in enumerate(_array(doc, "accounts", file))
@@ -415,7 +321,7 @@ def load_gateway_config(
     )
     if not providers:
         raise ConfigError(f"{file}: at least one [[providers]] table is required")
-    _check_unique(accounts, file)
+    check_unique(accounts, file)
     engine = build(EngineConfig, table=doc.get("engine"), table_origin=f"{file} [engine]", env=env)
     try:
         return GatewayConfig(**section, engine=engine, accounts=accounts, providers=providers)

@@ -7,6 +7,11 @@ NumberHealth`). Its ``state`` says which: the actor's state when not ``up``, els
 ``auth_failed`` or ``degraded``, else ``up``. The answer is 200 with ``status`` ``ok``
 (everything up) or ``degraded`` (something is not), and **503** with ``status`` ``down``
 when the engine does not answer or no number can send.
+
+Placement (README "Running on several hosts"): each account says the ``host`` it runs on
+(``leader`` or a convention member's id; left out while unknown), and ``members`` counts,
+per host, its accounts whose actor is ``up`` against all it hosts, beside the supervisor's
+``members_up`` and ``members_lost``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apps.gateway.delivery import AUTH_FAILED, NumberHealth
-from protocols import StatsReply
+from protocols import ActorStats, StatsReply
 
 __all__ = ["health_report"]
 
@@ -35,6 +40,25 @@ def _account(
         return state, None
     problem = {"source": found.source, "code": found.code, "title": found.title, "at": found.at}
     return (state if state != "up" else found.state), problem
+
+
+def _members(accounts: tuple[ActorStats, ...], counters: Mapping[str, int]) -> dict[str, Any]:
+    """Accounts up / hosted per host (by name), and the members up and lost.
+
+    ``up`` is the actor's own state, not whether its number can send: a number whose
+    token expired says nothing about the host it runs on.
+    """
+    hosts: dict[str, dict[str, int]] = {}
+    for actor in sorted(accounts, key=lambda a: a.host):
+        if actor.host:
+            tally = hosts.setdefault(actor.host, {"up": 0, "total": 0})
+            tally["up"] += int(actor.state == "up")
+            tally["total"] += 1
+    return {
+        "members_up": counters.get("supervisor.members_up", 0),
+        "members_lost": counters.get("supervisor.members_lost", 0),
+        "hosts": hosts,
+    }
 
 
 def health_report(
@@ -62,6 +86,8 @@ def health_report(
         }
         if phone is not None:
             entry["phone_number_id"] = phone
+        if actor.host:
+            entry["host"] = actor.host
         if problem is not None:
             entry["problem"] = problem
         body[actor.name] = entry
@@ -93,5 +119,6 @@ def health_report(
         "accounts": body,
         "can_send": can_send,
         "not_up": not_up,
+        "members": _members(stats.of_role("account"), stats.counters),
     }
     return (503 if status == "down" else 200), report
