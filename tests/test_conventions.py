@@ -168,16 +168,23 @@ class Member:
         return pids
 
 
-@pytest.fixture
-def leader(make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Leader:
+def start_leader(
+    make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any
+) -> Leader:
+    """A leader engine with the members' secret and ``config``; its ERRORs go to a file."""
     monkeypatch.setenv(SECRET_ENV, SECRET)
     log = tmp_path / "leader.log"
     sink = logger.add(log, level="ERROR", format="{message}")  # before the engine: inherited
     try:
-        engine = make_engine(transport_secret_env=SECRET_ENV)
+        engine = make_engine(transport_secret_env=SECRET_ENV, **config)
     finally:
         logger.remove(sink)  # the engine's processes have their copy
     return Leader(engine, log)
+
+
+@pytest.fixture
+def leader(make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Leader:
+    return start_leader(make_engine, tmp_path, monkeypatch)
 
 
 @pytest.fixture

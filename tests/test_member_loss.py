@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +37,8 @@ from actors.supervisor.relocation import Relocation
 from actors.supervisor.spawner import Spawner
 from actors.supervisor.teardown import Teardown
 from actors.supervisor.watch import ChildWatch
-from protocols import Accepted, ActorStats, Outcome, ProviderSpec, StatsReply
+from protocols import Accepted, ActorStats, Outcome, ProviderSpec, Rejected, StatsReply
+from tests.conftest import EngineFactory
 from tests.engine_helpers import collect, inbound, wait_for
 from tests.test_conventions import (  # noqa: F401 - fixtures
     DETECTION_DEADLINE_S,
@@ -45,6 +47,7 @@ from tests.test_conventions import (  # noqa: F401 - fixtures
     Member,
     leader,
     members,
+    start_leader,
 )
 
 LATENCY_S = 1.5
@@ -202,6 +205,29 @@ def test_only_the_current_generation_is_granted_a_lease_and_its_replacement_wait
     assert counters["fence_waits"] == 1
     rig.relocation.forget("a0")
     assert rig.relocation.counters()["leases_held"] == 0
+
+
+def test_an_account_made_by_an_earlier_leader_is_granted_nothing_and_told_to_exit() -> None:
+    """A restarted leader numbers generations from 1 again: its supervisor's lifetime
+    (``incarnation``), given in ``Configure`` and echoed in each ask, tells them apart."""
+    rig = _Rig()
+    rig.spawner.incarnation = 42
+    rig.member("m-a", "127.0.0.2:1", added=True)
+    rig.up("a0")
+    configure = next(msg for to, msg in rig.sent if isinstance(msg, Configure))
+    assert configure.incarnation == 42
+    rig.sent.clear()
+    rig.relocation.lease_asked(
+        LeaseAsk(account_id="a0", generation=1, ask=3, incarnation=42), "account#1"
+    )
+    assert rig.sent == [("account#1", LeaseGrant(ask=3))]
+    rig.sent.clear()
+    # Same name, same generation number, made by the leader that died: no lease.
+    rig.relocation.lease_asked(
+        LeaseAsk(account_id="a0", generation=1, ask=9, incarnation=7), "old-account"
+    )
+    assert rig.sent == [("old-account", "EXIT")]
+    assert rig.relocation.counters()["leases_refused"] == 1
 
 
 def test_a_lost_account_that_never_held_a_lease_is_replaced_without_waiting() -> None:
@@ -415,6 +441,77 @@ def test_a_frozen_members_stale_accounts_send_nothing_once_their_replacement_exi
         f"actors gone {stale_gone_at - replaced_at:.2f} s later; {len(held)} held replies "
         f"sent once, by the new generation; {counters.get('leases_granted', 0)} leases "
         f"granted, {counters.get('leases_refused', 0)} refused"
+    )
+
+
+SILENCE_S = 0.2
+"""``account_silence_s`` of the watchful leader: well inside the member's detection (>= 1 s)."""
+
+
+@pytest.fixture
+def watchful_leader(
+    make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Leader:
+    return start_leader(make_engine, tmp_path, monkeypatch, account_silence_s=SILENCE_S)
+
+
+def test_a_frozen_member_delays_only_its_own_accounts_and_never_stalls_the_leader(
+    members: Callable[..., Member],  # noqa: F811 - first: the engine stops before the members
+    watchful_leader: Leader,
+) -> None:
+    """While a member is frozen: its accounts stop taking new messages
+    (``account_unresponsive``, retryable) once a batch to them goes unread; the other
+    member's accounts take and answer theirs; ``stats()`` keeps answering (the supervisor
+    asks a silent child nothing more, and no transmit limit of Thespian's stalls it)."""
+    engine = watchful_leader.engine
+    _, b = _spread(watchful_leader, members)
+    on_b = {n for n, e in _accounts(engine.stats()).items() if e.host == "member-b"}
+    accepted: dict[str, str] = {}  # message id -> its account
+    refused: list[tuple[str, Rejected]] = []
+    stats_s: list[float] = []
+    rounds = [0]
+
+    def one_round() -> bool:
+        """Offer one message to every account, read the stats; True once b's refuse."""
+        n = rounds[0] = rounds[0] + 1
+        batch = [inbound(1000 + 10 * n + k, account=name) for k, name in enumerate(NAMES)]
+        for msg, result in zip(batch, engine.submit_many(batch), strict=True):
+            if isinstance(result, Accepted):
+                accepted[msg.message_id] = msg.account_id
+            else:
+                refused.append((msg.account_id, result))
+        began = time.monotonic()
+        engine.stats()  # raises if the supervisor does not answer within ask_timeout_s
+        stats_s.append(time.monotonic() - began)
+        return any(account in on_b for account, _ in refused)
+
+    with _frozen(_groups(b)):
+        frozen_at = time.monotonic()
+        wait_for(one_round, what="the frozen member's accounts refusing new messages")
+        refused_at = time.monotonic()
+        # The other member's accounts answered everything they took, the member still frozen.
+        theirs = [i for i, account in accepted.items() if account not in on_b]
+        done = collect(engine, theirs)
+        answered_at = time.monotonic()
+        assert b.proc.poll() is None
+    assert {o.status for o in done.values()} == {"replied"}, done
+    assert refused, "nothing was refused"
+    for account, rejected in refused:
+        assert account in on_b, (account, rejected)  # only the frozen member's accounts
+        assert rejected.reason == "account_unresponsive", rejected
+    # Everything accepted ends once: the frozen accounts' messages once they read again
+    # (or by their next generation, had the member been dropped meanwhile).
+    rest = collect(engine, [i for i in accepted if i not in done], deadline_s=60)
+    outcomes = {**done, **rest}  # collect fails on a second outcome for an id
+    assert len(outcomes) == len(accepted) == len(done) + len(rest)
+    assert {o.status for o in outcomes.values()} == {"replied"}, outcomes
+    print(
+        f"\nmember SIGSTOP -> its accounts refused new messages after "
+        f"{refused_at - frozen_at:.2f} s ({len(refused)} refused in {rounds[0]} rounds); "
+        f"the other member's {len(theirs)} replies all in "
+        f"{answered_at - frozen_at:.2f} s while it was frozen; stats() took at most "
+        f"{max(stats_s):.3f} s ({len(stats_s)} calls); {len(outcomes)} accepted = "
+        "replied once"
     )
 
 

@@ -83,6 +83,7 @@ class AccountActor(RouterServant[DeliveryReport]):
         self.max_texts = 1
         self.lease: Lease | None = None  # None: not fenced (an account on the leader)
         self.supervisor: Address = None  # who grants the lease
+        self.incarnation = 0  # the granting supervisor's lifetime (Configure.incarnation)
         self.held: list[OutboundReply] = []  # replies taken while without a lease
         self.exiting = False  # fenced out: sends nothing more, whatever comes
 
@@ -139,6 +140,7 @@ class AccountActor(RouterServant[DeliveryReport]):
                 valid_for_s=msg.lease_s, grace_s=2 * msg.lease_s, now=time.monotonic()
             )
             self.supervisor = sender
+            self.incarnation = msg.incarnation
             self._ask_lease()  # before Configured: the grant leaves before the router's work
         self.send(
             sender,
@@ -181,7 +183,13 @@ class AccountActor(RouterServant[DeliveryReport]):
         assert self.lease is not None
         ask = self.lease.asked(time.monotonic())
         self.send(
-            self.supervisor, LeaseAsk(account_id=self.name, generation=self.generation, ask=ask)
+            self.supervisor,
+            LeaseAsk(
+                account_id=self.name,
+                generation=self.generation,
+                ask=ask,
+                incarnation=self.incarnation,
+            ),
         )
         self.wakeupAfter(timedelta(seconds=LEASE_RENEW_EVERY_S), payload=(_LEASE,))
 

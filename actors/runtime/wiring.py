@@ -102,6 +102,7 @@ class Configure:
     accounts: tuple[tuple[str, Address, int], ...] = ()
     failed_accounts: tuple[str, ...] = ()
     lease_s: float = 0.0  # > 0: an account that sends only while it holds a lease this long
+    incarnation: int = 0  # the supervisor's lifetime (random at its start), echoed in LeaseAsk
 
 
 @crosses_processes
@@ -142,13 +143,17 @@ class AccountGone:
 class LeaseAsk:
     """Account -> supervisor: renew my lease (``actors.cores.lease``); ``ask`` numbers it.
 
-    Answered ``LeaseGrant`` while ``generation`` is the account's current one, else with
-    ``ActorExitRequest``: a generation the supervisor replaced must not send.
+    Answered ``LeaseGrant`` while ``generation`` is the account's current one and
+    ``incarnation`` the supervisor's own (``Configure.incarnation``), else with
+    ``ActorExitRequest``: a generation the supervisor replaced must not send, nor one a
+    supervisor of an earlier lifetime made (generations start at 1 again in a restarted
+    leader, whose supervisor may even get the old one's port).
     """
 
     account_id: str
     generation: int
     ask: int
+    incarnation: int = 0
 
 
 @crosses_processes

@@ -17,6 +17,7 @@ request for an account pinned to a member.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -164,6 +165,8 @@ class SupervisorActor(EngineActor):
             placement=placement,
             create_pinned=self._create,
             log=self.log,
+            # Not from the seed: a leader restarted with the same seed must differ.
+            incarnation=secrets.randbits(63),
         )
         self.relocation = Relocation(
             self.spawner, self.watch, send=self.send, stop=ActorExitRequest, log=self.log

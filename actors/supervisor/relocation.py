@@ -160,8 +160,14 @@ class Relocation:
     def lease_asked(self, msg: LeaseAsk, sender: Address) -> None:
         """Grant the lease to the account's current generation; tell any other to exit."""
         child = self._spawner.core.children.get(("account", msg.account_id))
-        if child is None or child.generation != msg.generation or child.state not in _RUNNING:
-            # Replaced (its member was lost), being replaced, or removed: it must not send.
+        if (
+            msg.incarnation != self._spawner.incarnation
+            or child is None
+            or child.generation != msg.generation
+            or child.state not in _RUNNING
+        ):
+            # Made by an earlier leader, replaced (its member was lost), being replaced, or
+            # removed: it must not send.
             self._counts["leases_refused"] += 1
             self._log.warning(
                 "account {!r} generation {} asked for a lease it lost: telling it to exit",

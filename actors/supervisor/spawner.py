@@ -67,6 +67,8 @@ class Spawner:
         create_pinned: creates an account on a member: the role and Thespian's
             ``targetActorRequirements``; needed once a member has joined.
         log: where members joining and lost are reported.
+        incarnation: this supervisor's lifetime, a random number drawn at its start: given
+            to each fenced account, which asks for its lease with it.
     """
 
     def __init__(
@@ -82,8 +84,10 @@ class Spawner:
         placement: Placement | None = None,
         create_pinned: Callable[[str, dict[str, Any]], Address] | None = None,
         log: Logger = logger,
+        incarnation: int = 0,
     ) -> None:
         self.core = core
+        self.incarnation = incarnation
         self.addresses = addresses
         self._create = create
         self._send = send
@@ -149,6 +153,7 @@ class Spawner:
                 failed_accounts=failed,
                 # An account on a member is fenced (actors.supervisor.relocation).
                 lease_s=0.0 if requirements is None else LEASE_VALID_FOR_S,
+                incarnation=self.incarnation,
             ),
         )
 

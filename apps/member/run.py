@@ -15,7 +15,8 @@ What it reports
     ``up`` (its admin's address and every pid of its system), ``joined`` or ``left`` the
     leader (as the member's admin sees it, through its agent,
     :class:`actors.member.actor.MemberAgent`), ``admin-lost`` and ``down``. A member that
-    has not joined after :data:`JOIN_WARN_S` logs why that may be, once.
+    has not joined after :data:`JOIN_WARN_S` (or has been out of the convention that long
+    since it left) logs why that may be, once per absence.
 
 Its admin lost
     The actors of a member outlive its admin (they die with the process that started the
@@ -192,8 +193,8 @@ class Member:
         live on (they are tied to this process, not to the admin) and keep serving while
         the leader has dropped the member. The caller then stops the member.
         """
-        started = time.monotonic()
-        warned = False
+        out_since: float | None = time.monotonic()  # not in the convention since then
+        warned = False  # about this absence
         answering = True
         while not stop.wait(POLL_S):
             if self._admin_gone():
@@ -216,7 +217,12 @@ class Member:
                     ASK_TIMEOUT_S,
                 )
             answering = status is not None
-            if not self.joined and not warned and time.monotonic() - started > JOIN_WARN_S:
+            now = time.monotonic()
+            if self.joined:
+                out_since, warned = None, False
+            elif out_since is None:  # it left (the leader dropped it, or stopped)
+                out_since = now
+            if out_since is not None and not warned and now - out_since > JOIN_WARN_S:
                 warned = True
                 self._log.warning(
                     "not in the convention of the leader at {} after {:.0f} s: is it "
