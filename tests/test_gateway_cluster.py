@@ -27,6 +27,7 @@ from apps.gateway.health import health_report
 from apps.loadrun.members import listening
 from protocols import ActorStats, ProviderSpec, StatsReply
 from tests.test_gateway_app import ENV, MAIN_CONFIG, gateway_config, served
+from tests.test_gateway_delivery import account as delivery_account
 
 LOOPBACK = "127.0.0.1"
 
@@ -34,16 +35,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def account(name: str, host: str, *, state: str = "up", failed: str = "") -> ActorStats:
-    return ActorStats(
-        role="account",
-        name=name,
-        pid=2,
-        depth=0,
-        capacity=10,
-        state=state,
-        host=host,
-        transport_failed=failed,
-    )
+    return delivery_account(name, state=state, failed=failed, host=host)
 
 
 def stats(*accounts: ActorStats, counters: dict[str, int] | None = None) -> StatsReply:

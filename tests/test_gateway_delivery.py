@@ -244,7 +244,7 @@ def stats(*accounts: ActorStats) -> StatsReply:
     return StatsReply(in_flight=0, counters={}, actors=(router, *accounts), base="x")
 
 
-def account(name: str, *, state: str = "up", failed: str = "") -> ActorStats:
+def account(name: str, *, state: str = "up", failed: str = "", host: str = "") -> ActorStats:
     return ActorStats(
         role="account",
         name=name,
@@ -252,6 +252,7 @@ def account(name: str, *, state: str = "up", failed: str = "") -> ActorStats:
         depth=0,
         capacity=10,
         state=state,
+        host=host,
         transport_failed=failed,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,19 +24,25 @@ from apps.loadrun.members import SECRET_ENV, listening, member_capacity
 HOSTS = ("127.0.0.2", "127.0.0.3")
 
 
-def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_books_balance(
-    tmp_path: Path,
-) -> None:
-    assert SECRET_ENV not in os.environ
+def _members_run(tmp_path: Path, *flags: str) -> dict[str, Any]:
+    """A short paced run with two members of two accounts each, and ``flags``."""
     argv = [
-        *("--members=2", "--accounts=4", "--duration=6", "--member-kill=3"),
+        *("--members=2", "--accounts=4", *flags),
         *("--customers=200", "--rate=200", "--quiet"),
         "--set=recipient_rate_window_s=1",
         # A message stuck in the engine times out in 30 s, not 120: the books are judged.
         "--set=processing_timeout_s=30",
         f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
     ]
-    report = run(parse_args(argv))
+    report: dict[str, Any] = run(parse_args(argv))
+    return report
+
+
+def test_a_member_killed_during_a_run_is_detected_its_accounts_re_placed_and_books_balance(
+    tmp_path: Path,
+) -> None:
+    assert SECRET_ENV not in os.environ
+    report = _members_run(tmp_path, "--duration=6", "--member-kill=3")
 
     assert report["exactly_once"]["ok"], report["exactly_once"]
     m = report["members"]
@@ -80,14 +87,9 @@ def test_a_member_frozen_during_a_run_is_dropped_rejoins_and_its_stale_accounts_
     tmp_path: Path,
 ) -> None:
     """``--member-freeze``: SIGSTOP for 5 s (past the ~3 s detection), then SIGCONT."""
-    argv = [
-        *("--members=2", "--accounts=4", "--duration=18", "--member-freeze=5"),
-        *("--member-freeze-every=11", "--customers=200", "--rate=200", "--quiet"),
-        "--set=recipient_rate_window_s=1",
-        "--set=processing_timeout_s=30",
-        f"--set=dead_letter_path={tmp_path / 'dead-letters.bin'}",
-    ]
-    report = run(parse_args(argv))
+    report = _members_run(
+        tmp_path, "--duration=18", "--member-freeze=5", "--member-freeze-every=11"
+    )
 
     assert report["exactly_once"]["ok"], report["exactly_once"]
     m = report["members"]
