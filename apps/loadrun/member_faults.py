@@ -206,8 +206,9 @@ class MemberFaults(Periodic):
                 fault.placed_on = {n: accounts[n].host for n in sorted(hosted)}
             else:
                 asked = began
-                if self.stopped(POLL_S):
-                    break
+                # Not cut short by stop(): the end of the offer phase must not hide a
+                # re-placement under way (stop() waits for this fault to be followed).
+                time.sleep(POLL_S)
         return stats
 
     def _timed_by_events(self) -> None:

@@ -97,6 +97,7 @@ class MemberFreezer(MemberFaults):
             freeze.stale = len(old)
             deadline = time.monotonic() + STALE_DEADLINE_S
             while any(procs.alive(pid) for pid in old):
-                if time.monotonic() > deadline or self.stopped(POLL_S):
+                if time.monotonic() > deadline:
                     return
+                time.sleep(POLL_S)  # as follow(): the run's end does not cut this short
             freeze.stale_gone_s = time.monotonic() - freeze.at
