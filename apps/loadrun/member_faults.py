@@ -121,9 +121,14 @@ class MemberFaults(Periodic):
         *,
         until_s: float | None,
         lead_s: float = 0.0,
+        lasts_s: float = 0.0,
     ) -> None:
         super().__init__(
-            every_s, until_s=until_s, name=f"loadrun-member-{self.kind}", lead_s=lead_s
+            every_s,
+            until_s=until_s,
+            name=f"loadrun-member-{self.kind}",
+            lead_s=lead_s,
+            lasts_s=lasts_s,
         )
         self.engine = engine
         self.members = members

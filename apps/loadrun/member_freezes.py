@@ -57,7 +57,10 @@ class MemberFreezer(MemberFaults):
         tracker: Tracker,
         until_s: float | None,
     ) -> None:
-        super().__init__(engine, members, every_s, until_s=until_s, lead_s=freeze_s)
+        # Watched for freeze_s before, frozen for freeze_s after its time, within the run.
+        super().__init__(
+            engine, members, every_s, until_s=until_s, lead_s=freeze_s, lasts_s=freeze_s
+        )
         self.freeze_s = freeze_s
         self.tracker = tracker
 

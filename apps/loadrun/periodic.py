@@ -23,14 +23,23 @@ class Periodic:
         name: the thread's name.
         lead_s: :meth:`act` is called this long before each due time (an act that first
             watches the run for a while; ``lead_s`` < ``every_s``).
+        lasts_s: an act goes on this long after its due time; none is due that would not
+            end before ``until_s`` (a fault cut short by the end of the run measures it).
     """
 
     def __init__(
-        self, every_s: float, *, until_s: float | None, name: str, lead_s: float = 0.0
+        self,
+        every_s: float,
+        *,
+        until_s: float | None,
+        name: str,
+        lead_s: float = 0.0,
+        lasts_s: float = 0.0,
     ) -> None:
         self.every_s = every_s
         self.until_s = until_s
         self.lead_s = lead_s
+        self.lasts_s = lasts_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._t0 = 0.0
@@ -61,7 +70,7 @@ class Periodic:
     def _loop(self) -> None:
         while True:
             due = self._t0 + (self.done() + 1) * self.every_s
-            if self.until_s is not None and due >= self._t0 + self.until_s:
+            if self.until_s is not None and due + self.lasts_s >= self._t0 + self.until_s:
                 return
             wait = due - self.lead_s - time.monotonic()
             if self._stop.wait(max(0.0, wait)) or not self.act():
