@@ -154,7 +154,7 @@ class ChildWatch:
         for child in self.core.watched():
             pid = child.pid
             if pid is not None and not self._is_running(pid):
-                self._gone(child, now, f"its process {pid} is gone")
+                self.gone(child, now, f"its process {pid} is gone")
 
     def locate_router(self, msg: LocateRouter, now: float) -> RouterWhereabouts:
         """Answer the facade, after checking the router it could not reach.
@@ -169,7 +169,7 @@ class ChildWatch:
         pid = child.pid
         if child.generation == msg.generation and msg.unanswered_s > 0 and pid is not None:
             if child.state in (ChildState.STARTING, ChildState.UP) and not self._is_running(pid):
-                self._gone(child, now, f"its process {pid} is gone: the engine could not reach it")
+                self.gone(child, now, f"its process {pid} is gone: the engine could not reach it")
             elif child.state is ChildState.UP and msg.unanswered_s >= UNRESPONSIVE_KILL_S:
                 self._log.error(
                     "router generation {} (pid {}) is alive but left the engine unanswered "
@@ -189,7 +189,10 @@ class ChildWatch:
 
     # --- what an end does -------------------------------------------------------------------
 
-    def _gone(self, child: Child, now: float, how: str) -> None:
+    def gone(self, child: Child, now: float, how: str) -> None:
+        """``child``'s actor is gone without a word from Thespian (its process died, or
+        its member was lost): end it, and tell Thespian it exited, so that the supervisor
+        does not wait for it when it exits itself (Thespian waits for every child)."""
         address = self.addresses.get((child.role, child.name))
         self.ended(child, now, how)
         if address is not None:
