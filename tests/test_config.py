@@ -222,7 +222,7 @@ def test_every_key_has_an_environment_variable_and_a_rule() -> None:
 
 def test_readme_documents_every_key_with_its_default_and_source() -> None:
     # README's table is markdown_table(); regenerate it when this fails:
-    # python -c "from actors.config import markdown_table; print(markdown_table())"
+    # python -m actors
     assert markdown_table() in README.read_text()
     for spec in settings():
         assert f"| `{spec.name}` |" in markdown_table()
