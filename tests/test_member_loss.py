@@ -33,7 +33,7 @@ from actors.runtime.convention import MEMBER_CAPABILITY, MemberEvent
 from actors.runtime.wiring import AccountGone, Configure, LeaseAsk, LeaseGrant
 from actors.supervisor.core import Child, SupervisorCore
 from actors.supervisor.lifecycle import ChildState
-from actors.supervisor.placement import LEADER
+from actors.supervisor.placement import LEADER, MAX_LOST_MEMBERS
 from actors.supervisor.relocation import Relocation
 from actors.supervisor.spawner import Spawner
 from actors.supervisor.teardown import Teardown
@@ -229,6 +229,15 @@ def test_an_account_made_by_an_earlier_leader_is_granted_nothing_and_told_to_exi
     )
     assert rig.sent == [("old-account", "EXIT")]
     assert rig.relocation.counters()["leases_refused"] == 1
+
+
+def test_the_stale_actors_of_lost_members_are_remembered_only_while_the_member_is() -> None:
+    rig = _Rig()
+    for k in range(MAX_LOST_MEMBERS + 2):
+        rig.member(f"m{k}", f"127.0.0.2:{k + 1}", added=True)
+        rig.member(f"m{k}", f"127.0.0.2:{k + 1}", added=False)
+    assert len(rig.relocation.stale) == MAX_LOST_MEMBERS
+    assert set(rig.relocation.stale) <= set(rig.spawner.placement.members)
 
 
 def test_a_lost_account_that_never_held_a_lease_is_replaced_without_waiting() -> None:

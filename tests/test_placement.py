@@ -9,7 +9,7 @@ import pytest
 from actors.config import EngineConfig
 from actors.runtime.convention import MEMBER_CAPABILITY, MemberEvent, pinned_check
 from actors.supervisor.core import Child, SupervisorCore
-from actors.supervisor.placement import LEADER, Placement, PlacementError
+from actors.supervisor.placement import LEADER, MAX_LOST_MEMBERS, Placement, PlacementError
 from actors.supervisor.spawner import Spawner
 
 
@@ -93,6 +93,25 @@ def test_a_loss_notice_from_another_admin_or_an_unknown_member_is_ignored() -> N
     assert p.on_lost("nobody", "127.0.0.9:1", now=2.0) is None
     assert p.on_lost("m-b", "127.0.0.3:1", now=2.0) == ()  # a real loss, nothing on it
     assert p.members["m-a"].up
+
+
+def test_lost_members_hosting_nothing_are_remembered_up_to_the_bound_oldest_forgotten() -> None:
+    """Members replaced under new ids for months must not grow the leader's table."""
+    p = Placement(max_instances=100)
+    assert p.on_joined("busy", "127.0.0.2:1", 1, now=0.0)
+    p.place("a0")
+    assert p.on_lost("busy", "127.0.0.2:1", now=0.5) == ("a0",)  # still lists a0: kept
+    for k in range(MAX_LOST_MEMBERS + 1):
+        assert p.on_joined(f"m{k}", f"127.0.0.3:{k + 1}", 1, now=1.0 + k)
+        assert p.on_lost(f"m{k}", f"127.0.0.3:{k + 1}", now=1.5 + k) == ()
+    lost = [m for m, s in p.members.items() if not s.up]
+    assert "m0" not in lost  # the one lost longest ago went at the bound + 1
+    assert len([m for m in lost if not p.members[m].accounts]) == MAX_LOST_MEMBERS
+    assert "busy" in lost  # a member still listing an account is never forgotten
+    assert p.counters() == {"members_up": 0, "members_lost": MAX_LOST_MEMBERS + 1}
+    p.place("a0")  # moved to the leader: "busy" now hosts nothing, and is the oldest
+    assert "busy" not in p.members
+    assert p.on_joined("m0", "127.0.0.3:99", 1, now=500.0)  # forgotten: joins as new
 
 
 def test_a_member_that_comes_back_takes_new_accounts_again() -> None:

@@ -21,7 +21,11 @@ they are placed again: :meth:`Placement.on_lost` returns them so that the superv
 move them, and :meth:`Placement.place` on such an account picks a new host and raises its
 placement generation (fencing an old generation is the supervisor's business). A member
 that comes back under the same id is up again and takes new accounts; accounts still
-listed on it stay there. Pure: no Thespian, no clock beyond the ``now`` it is given.
+listed on it stay there. A lost member that hosts nothing any more is remembered (so that
+its return under the same id is known as one) among the :data:`MAX_LOST_MEMBERS` lost
+most recently; older ones are forgotten, so that a convention whose members are replaced
+under new ids for months does not grow the leader. Pure: no Thespian, no clock beyond the
+``now`` it is given.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from fractions import Fraction
 from actors.errors import EngineError
 from actors.runtime.convention import LEADER
 
-__all__ = ["LEADER", "MemberSlot", "Placed", "Placement", "PlacementError"]
+__all__ = ["LEADER", "MAX_LOST_MEMBERS", "MemberSlot", "Placed", "Placement", "PlacementError"]
+
+MAX_LOST_MEMBERS = 64
+"""Lost members hosting nothing that are remembered; the one lost longest ago goes first."""
 
 
 class PlacementError(EngineError):
@@ -116,7 +123,9 @@ class Placement:
         if slot is None or not slot.up or slot.admin != admin:
             return None
         slot.up, slot.since = False, now
-        return tuple(sorted(slot.accounts))
+        hosted = tuple(sorted(slot.accounts))
+        self._forget_lost()
+        return hosted
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -200,3 +209,12 @@ class Placement:
             self._on_leader.discard(placed.account_id)
         elif placed.host in self.members:
             self.members[placed.host].accounts.discard(placed.account_id)
+            self._forget_lost()
+
+    def _forget_lost(self) -> None:
+        """Keep the :data:`MAX_LOST_MEMBERS` empty lost members lost most recently."""
+        empty = [s for s in self.members.values() if not s.up and not s.accounts]
+        if len(empty) > MAX_LOST_MEMBERS:
+            empty.sort(key=lambda s: s.since)
+            for slot in empty[: len(empty) - MAX_LOST_MEMBERS]:
+                del self.members[slot.member_id]

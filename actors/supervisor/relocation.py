@@ -133,6 +133,9 @@ class Relocation:
             # its admin, logger and supervisor were killed).
             self._watch.gone(child, now, f"its member {member_id!r} was lost")
         self.stale[member_id] = (admin, stale)
+        known = self._spawner.placement.members
+        for forgotten in [m for m in self.stale if m not in known]:  # bounded with them
+            del self.stale[forgotten]
 
     def _stop_stale(self, member_id: str, admin: str) -> None:
         lost_from, stale = self.stale.pop(member_id, ("", []))
