@@ -137,6 +137,8 @@ def test_a_member_frozen_during_a_run_is_dropped_rejoins_and_its_stale_accounts_
             ["--member-freeze=5", "--member-freeze-every=10"],
             "--member-freeze-every (10) must exceed twice --member-freeze (5)",
         ),
+        (["--member-freeze=10"], "--member-freeze-every (20) must exceed twice"),
+        (["--member-freeze-every=30"], "--member-freeze-every needs --member-freeze"),
     ],
 )
 def test_members_with_a_mode_that_cannot_have_them_is_refused(

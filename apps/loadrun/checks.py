@@ -79,6 +79,7 @@ def _check_members(opts: RunOptions) -> list[str]:
             for flag, value in (
                 ("--member-kill", opts.member_kill),
                 ("--member-freeze", opts.member_freeze),
+                ("--member-freeze-every", opts.member_freeze_every),
                 ("--member-max-accounts", opts.member_max_accounts),
             )
             if value is not None
@@ -101,9 +102,11 @@ def _check_members(opts: RunOptions) -> list[str]:
             problems.append(f"--members and {flag}: one or the other")
     if opts.member_kill is not None and opts.member_freeze is not None:
         problems.append("--member-kill and --member-freeze: one or the other")
-    if opts.member_freeze is not None and opts.member_freeze_every <= 2 * opts.member_freeze:
+    if opts.member_freeze_every is not None and opts.member_freeze is None:
+        problems.append("--member-freeze-every needs --member-freeze")
+    if opts.member_freeze is not None and opts.freeze_every_s <= 2 * opts.member_freeze:
         problems.append(
-            f"--member-freeze-every ({opts.member_freeze_every:g}) must exceed twice "
+            f"--member-freeze-every ({opts.freeze_every_s:g}) must exceed twice "
             f"--member-freeze ({opts.member_freeze:g}): the rate before each freeze is "
             "counted over as long a time before it"
         )

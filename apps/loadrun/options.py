@@ -63,6 +63,10 @@ AUTO_BATCH_MAX = MAX_FLIGHT_MESSAGES
 says otherwise."""
 
 
+MEMBER_FREEZE_EVERY_S = 20.0
+"""``--member-freeze-every``'s default."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunOptions:
     """Everything one load run needs; ``parse_args`` builds it from a command line."""
@@ -94,7 +98,13 @@ class RunOptions:
     member_max_accounts: int | None = None  # None: members.member_capacity
     member_kill: float | None = None
     member_freeze: float | None = None  # seconds each freeze lasts
-    member_freeze_every: float = 20.0
+    member_freeze_every: float | None = None  # None: MEMBER_FREEZE_EVERY_S
+
+    @property
+    def freeze_every_s(self) -> float:
+        """The period of ``--member-freeze``: given, or :data:`MEMBER_FREEZE_EVERY_S`."""
+        return self.member_freeze_every or MEMBER_FREEZE_EVERY_S
+
     durability_compare: bool = False
     accounts_sweep: tuple[int, ...] = ()  # one run per account count (see sweep.py)
     baseline: bool = False

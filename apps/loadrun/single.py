@@ -159,7 +159,7 @@ def _run(
         killer = MemberFreezer(
             engine,
             members,
-            opts.member_freeze_every,
+            opts.freeze_every_s,
             freeze_s=opts.member_freeze,
             tracker=tracker,
             until_s=opts.duration,
