@@ -281,6 +281,7 @@ def fanout(core: SupervisorCore, host: Host, clock: Clock) -> StatsFanout:
         depth=lambda: 2,
         process_counters=lambda: {"refused_frames": 0},
         clock=clock,
+        monotonic=clock,
     )
 
 

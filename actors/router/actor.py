@@ -119,18 +119,20 @@ class RouterActor(EngineActor):
     # --- the pool and the accounts ---------------------------------------------------------
 
     def on_ai_results(self, msg: AIResults, sender: Address) -> None:
+        now = time.time()
         if msg.generation == self.generation:  # an ack for another router is not ours
-            self.links.pool_acked(msg.ack)
+            self.links.pool_acked(msg.ack, now)
             if msg.results:
                 self.links.received("from_pool", len(msg.results))
-        self._desk.ai_results(msg, time.time())
+        self._desk.ai_results(msg, now)
 
     def on_deliveries(self, msg: DeliveryBatch, sender: Address) -> None:
+        now = time.time()
         if msg.generation == self.generation:
-            self.links.account_acked(msg.account_id, msg.ack)
+            self.links.account_acked(msg.account_id, msg.ack, now)
             if msg.reports:
                 self.links.received("from_accounts", len(msg.reports))
-        self._desk.deliveries(msg, time.time())
+        self._desk.deliveries(msg, now)
 
     def on_account_up(self, msg: AccountUp, sender: Address) -> None:
         self.accounts[msg.account_id] = msg.address

@@ -14,18 +14,20 @@ What Thespian does with a peer that stops reading
     after it resumed, 12 s later, instead of ~3 s after the freeze.
 
 What the engine sets (:data:`TRANSMITS`)
-    - ``THESPIAN_MAX_PENDING_TRANSMITS`` 4096: Thespian's count is no longer the bound;
-      the engine's own are, and they are per peer: the router has at most ``batch_window``
-      batches unacknowledged per account (:mod:`actors.cores.window`), the supervisor at
-      most one stats question per child (:mod:`actors.supervisor.stats`), and grants a
-      lease only in answer to an ask. So a frozen member holds a few pending transmits per
-      account of its own, and the others' go out as before.
-    - ``THESPIAN_TRANSMIT_TIMEOUT_PERIOD`` 0:30: a frame unacknowledged for 30 s is to a
-      peer the engine gave up on long before (a member is dropped within ~4 s and its
-      accounts re-created; what they held is re-sent to the new generation by the router),
-      so it is dropped then, freeing its slot and memory, not after 5 minutes. Every
-      engine process acknowledges frames from its event loop between handlers, and no
-      engine handler blocks, so a live peer acknowledges in milliseconds.
+    ``THESPIAN_MAX_PENDING_TRANSMITS`` 4096: Thespian's count is no longer the bound;
+    the engine's own are, and they are per peer: the router has at most ``batch_window``
+    batches unacknowledged per account (:mod:`actors.cores.window`), the supervisor at
+    most one stats question per child (:mod:`actors.supervisor.stats`), and grants a
+    lease only in answer to an ask. So a frozen member holds a few pending transmits per
+    account of its own, and the others' go out as before.
+
+What it leaves alone
+    ``THESPIAN_TRANSMIT_TIMEOUT_PERIOD`` stays Thespian's 5 minutes. Thespian drops a
+    transmit at that timeout without a dead letter, and the batch windows assume that
+    what they sent arrives (they never send again): a shorter timeout would turn a
+    peer stalled that long (a process stopped in a debugger, a host swapping) into a
+    window that never opens again. The transmits to a lost member wait in their
+    senders until then, a few per account, then go.
 """
 
 from __future__ import annotations
@@ -41,12 +43,6 @@ TRANSMITS = (
         "4096",
         "thespian.system.transport.asyncTransportBase",
         "MAX_PENDING_TRANSMITS",
-    ),
-    ThespianSetting(
-        "THESPIAN_TRANSMIT_TIMEOUT_PERIOD",
-        "0:30",
-        "thespian.system.transport",
-        "DEFAULT_MAX_TRANSMIT_PERIOD",
     ),
 )
 """The variables the engine sets, where Thespian keeps each (module, global)."""

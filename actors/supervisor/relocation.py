@@ -127,10 +127,10 @@ class Relocation:
             if child.state in _RUNNING and address is not None:
                 stale.append(address)
             # Down already (a restart is pending: it will be placed elsewhere) or failed:
-            # ``ended`` leaves it as it is. Thespian never learns that an actor on a lost
-            # member ended: without the ChildActorExited that ``gone`` sends, the
-            # supervisor's own exit waited for it (the engine's shutdown hung 15 s and
-            # its admin, logger and supervisor were killed).
+            # ``ended`` (which ``gone`` calls) leaves it as it is. Thespian never learns
+            # that an actor on a lost member ended: without the ChildActorExited that
+            # ``gone`` sends, the supervisor's own exit waited for it (the engine's
+            # shutdown hung 15 s and its admin, logger and supervisor were killed).
             self._watch.gone(child, now, f"its member {member_id!r} was lost")
         self.stale[member_id] = (admin, stale)
         known = self._spawner.placement.members

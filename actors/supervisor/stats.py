@@ -45,6 +45,8 @@ class StatsFanout:
             ``members_up``, ``members_lost``); None: every account on the leader.
         fencing: the lease counters (``Relocation.counters``), when there are leases.
         clock: the time now (``time.time``; tests pass a fake clock).
+        monotonic: the clock of the re-ask bound (``time.monotonic``: a step of the wall
+            clock must not keep a child unasked).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class StatsFanout:
         placement: Placement | None = None,
         fencing: Callable[[], dict[str, int]] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.core = core
         self._addresses = addresses
@@ -73,6 +76,7 @@ class StatsFanout:
         self._placement = placement
         self._fencing = fencing
         self._clock = clock
+        self._monotonic = monotonic
         self.pending: dict[int, tuple[Address, list[ActorReport], int]] = {}
         # (role, name) -> (generation, when) of a question not answered yet
         self._unanswered: dict[tuple[str, str], tuple[int, float]] = {}
@@ -80,17 +84,17 @@ class StatsFanout:
 
     def query(self, msg: StatsQuery, sender: Address) -> None:
         token = self._next_token()
-        now = self._clock()
+        now, asked_at = self._clock(), self._monotonic()
         up = {(c.role, c.name): c for c in self.core.children.values() if c.state is ChildState.UP}
         for key in [k for k, (gen, _) in self._unanswered.items() if _key_gone(up, k, gen)]:
             del self._unanswered[key]
         asked = 0
         for key, child in up.items():
             last = self._unanswered.get(key)
-            if last is not None and now - last[1] < STATS_REASK_S:
+            if last is not None and asked_at - last[1] < STATS_REASK_S:
                 self.not_asked += 1
                 continue
-            self._unanswered[key] = (child.generation, now)
+            self._unanswered[key] = (child.generation, asked_at)
             self._send(self._addresses[key], StatsQuery(token=token))
             asked += 1
         self.pending[token] = (sender, [], asked)
