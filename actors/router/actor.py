@@ -121,7 +121,7 @@ class RouterActor(EngineActor):
     def on_ai_results(self, msg: AIResults, sender: Address) -> None:
         now = time.time()
         if msg.generation == self.generation:  # an ack for another router is not ours
-            self.links.pool_acked(msg.ack, now)
+            self.links.pool_acked(msg.ack)
             if msg.results:
                 self.links.received("from_pool", len(msg.results))
         self._desk.ai_results(msg, now)
@@ -129,7 +129,7 @@ class RouterActor(EngineActor):
     def on_deliveries(self, msg: DeliveryBatch, sender: Address) -> None:
         now = time.time()
         if msg.generation == self.generation:
-            self.links.account_acked(msg.account_id, msg.ack, now)
+            self.links.account_acked(msg.account_id, msg.ack)
             if msg.reports:
                 self.links.received("from_accounts", len(msg.reports))
         self._desk.deliveries(msg, now)

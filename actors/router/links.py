@@ -45,7 +45,7 @@ class Links:
         window: unacknowledged batches allowed per peer (``batch_window``).
     """
 
-    __slots__ = ("_accounts", "_counts", "_due", "_pool", "_read_at", "window")
+    __slots__ = ("_accounts", "_counts", "_due", "_pool", "window")
 
     def __init__(self, window: int) -> None:
         self.window = window
@@ -53,7 +53,6 @@ class Links:
         self._accounts: dict[str, BatchWindow[OutboundReply]] = {}
         self._due: dict[str, None] = {}  # accounts with items waiting (ordered: a set is not)
         self._counts: Counter[str] = Counter()
-        self._read_at = 0.0  # when the router last read an acknowledgement, from anyone
 
     def sends(
         self,
@@ -135,29 +134,28 @@ class Links:
         return window
 
     def silent_for(self, account_id: str, now: float) -> float:
-        """How long account ``account_id`` has provably left a batch unacknowledged.
+        """How long account ``account_id`` has left a batch unacknowledged (0.0: none).
 
-        Counted from when its oldest unacknowledged batch left to when the router last
-        read an acknowledgement from any peer (at most ``now``), not to ``now``: a router
-        that was not reading (descheduled, a long turn) has not seen anyone's
-        acknowledgement, and its own lag must not count as the account's silence. 0.0
-        when nothing is unacknowledged.
+        Counted to ``now``: a router that was not reading for that long (descheduled, a
+        long turn) counts its own lag too, and may refuse (retryably) an account whose
+        acknowledgement waits in its mailbox. Counting only to the router's last read
+        acknowledgement was tried: with no other traffic for a second (a ``stats()``
+        holding the facade) it proved nothing, the frozen accounts went on accepting, and
+        the others were refused ``capacity`` instead (README, "A member that hangs").
         """
         window = self._accounts.get(account_id)
         since = window.unacked_since if window is not None else None
-        return 0.0 if since is None else max(0.0, min(now, self._read_at) - since)
+        return 0.0 if since is None else max(0.0, now - since)
 
     # --- acknowledgements and replaced peers ------------------------------------------------
 
-    def pool_acked(self, seq: int, now: float = 0.0) -> None:
-        """The pool received every batch up to ``seq`` (read by the router at ``now``)."""
-        self._read_at = max(self._read_at, now)
+    def pool_acked(self, seq: int) -> None:
+        """The pool received every batch up to ``seq``."""
         if seq:
             self._pool.ack(seq)
 
-    def account_acked(self, account_id: str, seq: int, now: float = 0.0) -> None:
-        """Account ``account_id`` received every batch up to ``seq`` (read at ``now``)."""
-        self._read_at = max(self._read_at, now)
+    def account_acked(self, account_id: str, seq: int) -> None:
+        """Account ``account_id`` received every batch up to ``seq``."""
         window = self._accounts.get(account_id)
         if window is not None and seq and window.ack(seq) and window.waiting:
             self._due[account_id] = None
