@@ -65,7 +65,7 @@ class Links:
         generation: int,
         waits_for_ai: Live,
         waits_for_send: Live,
-        now: float = 0.0,
+        now: float,
     ) -> list[Send]:
         """Queue this turn's items and return the batches that may leave now.
 
