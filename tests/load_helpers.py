@@ -22,11 +22,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pytest
+
 from actors.engine import Engine
 from actors.runtime import procs as _procs
 from protocols import Accepted, InboundMessage, Outcome, Rejected
 
-__all__ = ["LEDGER_GRACE_S", "Batch", "Load", "cpu_seconds", "rss_mb"]
+__all__ = ["LEDGER_GRACE_S", "Batch", "Load", "cpu_seconds", "loadrun_refusal", "rss_mb"]
 
 LEDGER_GRACE_S = 1.0
 """The facade's ledger grace (``Engine``'s ``Ledger(grace_s=1.0)``): past ``deadline`` plus
@@ -234,3 +236,14 @@ def cpu_seconds(pid: int) -> float:
     fields = data[data.rfind(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def loadrun_refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What the load runner says on stderr refusing ``argv`` (it must exit with status 2)."""
+    from apps.loadrun import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    err: str = capsys.readouterr().err
+    return err

@@ -168,6 +168,20 @@ class Member:
         return pids
 
 
+def two_members(
+    leader: Leader, members: Callable[..., Member], max_accounts: int = 2
+) -> tuple[Member, Member]:
+    """Members ``member-a`` (127.0.0.2) and ``member-b`` (127.0.0.3), counted up by the
+    leader's supervisor (so that accounts added next are placed on them)."""
+    a = members(HOSTS[0], "member-a", leader, max_accounts=max_accounts)
+    b = members(HOSTS[1], "member-b", leader, max_accounts=max_accounts)
+    wait_for(
+        lambda: leader.engine.stats().counters.get("supervisor.members_up") == 2,
+        what="the supervisor knowing both members",
+    )
+    return a, b
+
+
 def start_leader(
     make_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any
 ) -> Leader:

@@ -27,6 +27,7 @@ from apps.loadrun.store import RunStore
 from apps.loadrun.tracker import Tracker
 from apps.loadrun.traffic import Traffic
 from protocols import Accepted, InboundMessage, Outcome, ProviderSpec, Rejected
+from tests.load_helpers import loadrun_refusal
 
 
 def _ours_in_tmp() -> set[str]:
@@ -131,10 +132,7 @@ def test_the_durability_comparison_reports_fsync_os_and_off_side_by_side(tmp_pat
 def test_a_durability_mode_with_an_option_it_cannot_honour_is_refused(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        parse_args(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message in loadrun_refusal(argv, capsys)
 
 
 def test_the_durability_comparison_runs_20_seconds_each_unless_told() -> None:

@@ -49,6 +49,7 @@ from tests.test_conventions import (  # noqa: F401 - fixtures
     leader,
     members,
     start_leader,
+    two_members,
 )
 
 LATENCY_S = 1.5
@@ -260,12 +261,7 @@ def _spread(engine_leader: Leader, members: Callable[..., Member]) -> tuple[Memb
 
     Each account on a member holds a lease (``actors.cores.lease``)."""
     engine = engine_leader.engine
-    a = members(HOSTS[0], "member-a", engine_leader, max_accounts=2)
-    b = members(HOSTS[1], "member-b", engine_leader, max_accounts=2)
-    wait_for(
-        lambda: engine.stats().counters.get("supervisor.members_up") == 2,
-        what="the supervisor knowing both members",
-    )
+    a, b = two_members(engine_leader, members)
     engine.add_provider(ProviderSpec(name="echo", kind="echo", priority=10, options={}))
     for name in NAMES:
         engine.add_account(name, options={"latency_s": LATENCY_S})

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from actors.runtime import procs
 from actors.supervisor.placement import LEADER
 from protocols import Accepted, ProviderSpec, StatsReply
-from tests.engine_helpers import collect, inbound, wait_for
-from tests.test_conventions import HOSTS, Leader, Member, leader, members  # noqa: F401
+from tests.engine_helpers import collect, inbound
+from tests.test_conventions import Leader, Member, leader, members, two_members  # noqa: F401
 
 
 def _hosts(stats: StatsReply) -> dict[str, str]:
@@ -29,12 +29,7 @@ def test_accounts_fill_the_members_least_loaded_first_then_the_leader_and_all_re
     leader: Leader,  # noqa: F811
 ) -> None:
     engine = leader.engine
-    a = members(HOSTS[0], "member-a", leader, max_accounts=2)
-    b = members(HOSTS[1], "member-b", leader, max_accounts=2)
-    wait_for(
-        lambda: engine.stats().counters.get("supervisor.members_up") == 2,
-        what="the supervisor knowing both members",
-    )
+    a, b = two_members(leader, members)
     engine.add_provider(ProviderSpec(name="echo", kind="echo", priority=10, options={}))
     names = [f"acct-{i}" for i in range(5)]
     for name in names[:4]:
